@@ -1,0 +1,342 @@
+"""`prepare`: interaction log -> filtered, time-ordered sequences with leak-free splits."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from keras_seqrec.data.sequences import Sequences
+from keras_seqrec.data.vocabulary import Vocabulary
+from keras_seqrec.datasets.interactions import ITEM, RATING, TIMESTAMP, USER, Interactions
+
+SPLITS = ("leave_one_out", "temporal")
+
+
+@dataclasses.dataclass
+class EvalSplit:
+    """Evaluation examples: for each, the user's history strictly before the target, and the target.
+
+    Attributes:
+        name: "validation" or "test".
+        users: raw user id of each example.
+        history: `Sequences` with the full input history of each example (oldest first). Models
+            see its most recent `max_len` items; `exclude_seen` uses all of it.
+        targets: item index each example must predict.
+    """
+
+    name: str
+    users: np.ndarray
+    history: Sequences
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def inputs(self, max_len: int) -> np.ndarray:
+        """Left-padded `(examples, max_len)` model inputs."""
+        return self.history.pad(max_len)
+
+    def with_targets(self, targets: np.ndarray) -> "EvalSplit":
+        return dataclasses.replace(self, targets=np.asarray(targets, dtype=np.int32))
+
+
+@dataclasses.dataclass
+class SequenceDataset:
+    """A prepared dataset: vocabulary, training sequences and the validation/test splits.
+
+    Attributes:
+        name: dataset name, for reports.
+        vocabulary: raw item id <-> index (0 = padding).
+        max_len: model input length; the most recent `max_len` items are kept.
+        users: raw user ids aligned with `train` rows.
+        train: training sequences, one per user; no validation or test target is in them.
+        validation, test: `EvalSplit`s.
+        items: item side data (e.g. titles) indexed by raw id, or None.
+        info: counts and settings of the preparation, for reports and model cards.
+    """
+
+    name: str
+    vocabulary: Vocabulary
+    max_len: int
+    users: np.ndarray
+    train: Sequences
+    validation: EvalSplit
+    test: EvalSplit
+    items: Optional[pd.DataFrame] = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return self.vocabulary.num_items
+
+    def split(self, name: str) -> EvalSplit:
+        if name in ("validation", "valid", "val"):
+            return self.validation
+        if name == "test":
+            return self.test
+        raise ValueError(f"`split` must be 'validation' or 'test'; got {name!r}.")
+
+    def item_counts(self) -> np.ndarray:
+        """Interactions per item index in the training sequences (index 0 is always 0)."""
+        return np.bincount(self.train.values, minlength=self.vocabulary.size).astype(np.int64)
+
+    def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(inputs, targets)`, each `(rows, max_len)`: input `s[:-1]`, target `s[1:]`.
+
+        Sequences are cut to their most recent `max_len + 1` items and left-padded with 0; a target
+        of 0 marks a padded position that the loss ignores. Users with fewer than two training
+        items give no training pair and are left out.
+        """
+        padded = self.train.pad(self.max_len + 1)
+        inputs = padded[:, :-1]
+        # The first item of a sequence is never a target: it has no history to predict from.
+        targets = np.where(inputs == 0, 0, padded[:, 1:])
+        useful = (targets != 0).any(axis=1)
+        return inputs[useful], targets[useful]
+
+    def training_dataset(self, batch_size: int = 128, seed: int = 0, shuffle: bool = True):
+        """A `tf.data.Dataset` of `(inputs, targets)` batches; see `training_arrays`."""
+        from keras_seqrec.data.pipeline import make_training_dataset
+
+        inputs, targets = self.training_arrays()
+        return make_training_dataset(inputs, targets, batch_size=batch_size, seed=seed,
+                                     shuffle=shuffle)
+
+    def titles(self, indices) -> list[str]:
+        """Display names of item indices: the title when the dataset has one, else the raw id."""
+        raw = self.vocabulary.to_ids(indices)
+        if self.items is not None and "title" in self.items.columns:
+            titles = self.items["title"].reindex(raw)
+            return [str(t) if isinstance(t, str) else str(r) for r, t in zip(raw, titles)]
+        return [str(r) for r in raw]
+
+    def describe(self) -> dict:
+        return dict(self.info)
+
+    def __repr__(self) -> str:
+        return (
+            f"SequenceDataset(name={self.name!r}, users={len(self.users):,}, "
+            f"items={self.num_items:,}, train_interactions={len(self.train.values):,}, "
+            f"validation={len(self.validation):,}, test={len(self.test):,}, "
+            f"max_len={self.max_len})"
+        )
+
+
+def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Iteratively drop users and items with too few interactions until both bounds hold."""
+    if min_user <= 1 and min_item <= 1:
+        return frame
+    user_codes = pd.factorize(frame[USER])[0]
+    item_codes = pd.factorize(frame[ITEM])[0]
+    keep = np.ones(len(frame), dtype=bool)
+    while True:
+        u = user_codes[keep]
+        i = item_codes[keep]
+        ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
+        if ok.all():
+            break
+        idx = np.flatnonzero(keep)
+        keep[idx[~ok]] = False
+        if not keep.any():
+            break
+    return frame[keep]
+
+
+def _empty_error(what: str, before: int) -> ValueError:
+    return ValueError(
+        f"No interactions left after {what} (there were {before:,} before it). "
+        "Loosen that setting."
+    )
+
+
+def prepare(
+    interactions: Interactions,
+    *,
+    max_len: int = 50,
+    min_rating: Optional[float] = None,
+    min_user_interactions: int = 1,
+    min_item_interactions: int = 1,
+    split: str = "leave_one_out",
+    valid_start: Optional[float] = None,
+    test_start: Optional[float] = None,
+) -> SequenceDataset:
+    """Turn an interaction log into time-ordered item sequences with leak-free splits.
+
+    Steps: keep ratings `>= min_rating` (implicit feedback); iterative k-core filtering (every
+    user has `>= min_user_interactions` and every item `>= min_item_interactions`); sort each
+    user's interactions by timestamp, ties keeping file order; build the item vocabulary over what
+    remains; split.
+
+    Splits:
+        - `"leave_one_out"` (default): per user, the last item is the test target (its input:
+          everything before it), the second-to-last the validation target (input: everything
+          before that), the rest is training. Users with fewer than 3 interactions are too short
+          to split: all their items are used for training and they are in no evaluation split.
+        - `"temporal"`: a global cut in time. Interactions before `valid_start` are training;
+          every interaction at or after `valid_start` and before `test_start` is a validation
+          target, every one at or after `test_start` a test target, each with the user's
+          earlier interactions as input. Targets with no earlier interaction (new users) are
+          dropped and counted in `info`.
+
+    Args:
+        interactions: the log, e.g. from `keras_seqrec.datasets.load`.
+        max_len: model input length (>= 2); older items are truncated at batching time.
+        min_rating: keep only interactions rated at least this (needs a rating column).
+        min_user_interactions, min_item_interactions: k-core bounds.
+        split: "leave_one_out" or "temporal".
+        valid_start, test_start: the temporal cut points, in the log's timestamp unit.
+
+    Returns:
+        A `SequenceDataset`.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> from keras_seqrec.datasets import from_dataframe
+    >>> log = from_dataframe(pd.DataFrame({"user": [1, 1, 1, 1], "item": [7, 8, 9, 7],
+    ...                                    "timestamp": [1, 2, 3, 4]}))
+    >>> data = prepare(log, max_len=5)
+    >>> data.train.tolist(), data.validation.targets.tolist(), data.test.targets.tolist()
+    ([[1, 2]], [3], [1])
+    """
+    if not isinstance(interactions, Interactions):
+        raise TypeError(
+            "`interactions` must be an `Interactions` (see keras_seqrec.datasets); got "
+            f"{type(interactions).__name__}."
+        )
+    if not isinstance(max_len, (int, np.integer)) or max_len < 2:
+        raise ValueError(f"`max_len` must be an integer >= 2; got {max_len!r}.")
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}; got {split!r}.")
+    for arg, value in (("min_user_interactions", min_user_interactions),
+                       ("min_item_interactions", min_item_interactions)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be an integer >= 1; got {value!r}.")
+    if split == "temporal":
+        if valid_start is None or test_start is None:
+            raise ValueError(
+                "The temporal split needs both `valid_start` and `test_start` (timestamps in the "
+                "log's unit, valid_start <= test_start)."
+            )
+        if valid_start > test_start:
+            raise ValueError(
+                f"`valid_start` ({valid_start}) must not be after `test_start` ({test_start})."
+            )
+    elif valid_start is not None or test_start is not None:
+        raise ValueError("`valid_start`/`test_start` only apply to split='temporal'.")
+
+    frame = interactions.frame
+    info = {"name": interactions.name, "raw": interactions.describe()}
+    if len(frame) == 0:
+        raise ValueError("The interaction log is empty.")
+    if min_rating is not None:
+        if RATING not in frame.columns:
+            raise ValueError(
+                "`min_rating` needs ratings, but this log has none (columns: "
+                f"{list(frame.columns)}). Pass rating_col= when loading, or min_rating=None."
+            )
+        before = len(frame)
+        frame = frame[frame[RATING].to_numpy() >= min_rating]
+        if len(frame) == 0:
+            raise _empty_error(f"min_rating={min_rating}", before)
+    before = len(frame)
+    frame = _k_core(frame, min_user_interactions, min_item_interactions)
+    if len(frame) == 0:
+        raise _empty_error(
+            f"k-core filtering (min_user_interactions={min_user_interactions}, "
+            f"min_item_interactions={min_item_interactions})",
+            before,
+        )
+
+    # Stable time order within each user: lexsort is stable, so ties keep file order.
+    user_codes, user_ids = pd.factorize(frame[USER], sort=True)
+    timestamps = frame[TIMESTAMP].to_numpy()
+    order = np.lexsort((timestamps, user_codes))
+    user_codes = user_codes[order]
+    timestamps = timestamps[order]
+    vocabulary = Vocabulary(pd.unique(frame[ITEM]))
+    items = vocabulary.lookup(frame[ITEM].to_numpy()[order])
+    lengths = np.bincount(user_codes, minlength=len(user_ids))
+    full = Sequences.from_lengths(items, lengths)
+    users = np.asarray(user_ids)
+
+    info.update(
+        filtered={"users": len(users), "items": vocabulary.num_items,
+                  "interactions": len(items)},
+        settings={"max_len": int(max_len), "min_rating": min_rating,
+                  "min_user_interactions": int(min_user_interactions),
+                  "min_item_interactions": int(min_item_interactions), "split": split},
+    )
+    if split == "leave_one_out":
+        train, validation, test, split_info = _leave_one_out(full, users)
+    else:
+        train, validation, test, split_info = _temporal(
+            full, users, timestamps, valid_start, test_start
+        )
+        info["settings"].update(valid_start=valid_start, test_start=test_start)
+    info["split"] = split_info
+    return SequenceDataset(
+        name=interactions.name,
+        vocabulary=vocabulary,
+        max_len=int(max_len),
+        users=users,
+        train=train,
+        validation=validation,
+        test=test,
+        items=interactions.items,
+        info=info,
+    )
+
+
+def _leave_one_out(full: Sequences, users: np.ndarray):
+    lengths = full.lengths
+    splittable = lengths >= 3
+    # Short users train on everything and are evaluated nowhere (documented rule).
+    train = full.head(np.where(splittable, lengths - 2, lengths))
+    rows = np.flatnonzero(splittable)
+    evaluable = full.take(rows)
+    ev_len = evaluable.lengths
+    validation = EvalSplit(
+        "validation", users[rows], evaluable.head(ev_len - 2),
+        evaluable.values[evaluable.offsets[1:] - 2],
+    )
+    test = EvalSplit(
+        "test", users[rows], evaluable.head(ev_len - 1), evaluable.last(),
+    )
+    info = {
+        "train_interactions": int(len(train.values)),
+        "validation_examples": len(validation),
+        "test_examples": len(test),
+        "users_too_short_to_split": int((~splittable).sum()),
+    }
+    return train, validation, test, info
+
+
+def _temporal(full, users, timestamps, valid_start, test_start):
+    row = full.row_ids()
+    pos = full.positions()
+    in_train = timestamps < valid_start
+    train = Sequences.from_lengths(
+        full.values[in_train], np.bincount(row[in_train], minlength=len(full))
+    )
+
+    def targets_between(lo, hi, name):
+        chosen = np.flatnonzero((timestamps >= lo) & (timestamps < hi) & (pos > 0))
+        dropped = int(((timestamps >= lo) & (timestamps < hi) & (pos == 0)).sum())
+        # The history of a target is every earlier item of the same user.
+        rows = row[chosen]
+        history = full.take(rows).head(pos[chosen])
+        return EvalSplit(name, users[rows], history, full.values[chosen]), dropped
+
+    validation, dropped_valid = targets_between(valid_start, test_start, "validation")
+    test, dropped_test = targets_between(test_start, np.inf, "test")
+    info = {
+        "train_interactions": int(len(train.values)),
+        "validation_examples": len(validation),
+        "test_examples": len(test),
+        "targets_dropped_without_history": dropped_valid + dropped_test,
+    }
+    return train, validation, test, info
