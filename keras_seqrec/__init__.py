@@ -13,7 +13,7 @@ if int(_keras.__version__.split(".")[0]) < 3:  # pragma: no cover
         "Run `pip install -U 'keras>=3'`."
     )
 
-from keras_seqrec import datasets  # noqa: E402
+from keras_seqrec import datasets, evaluation, item2vec, layers, losses, models, training  # noqa: E402,E501
 from keras_seqrec.data import (  # noqa: E402
     EvalSplit,
     SequenceDataset,
@@ -21,6 +21,7 @@ from keras_seqrec.data import (  # noqa: E402
     Vocabulary,
     prepare,
 )
+from keras_seqrec.models import available_models, build_model  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,11 @@ __all__ = [
     "Sequences",
     "Vocabulary",
     "__version__",
+    "available_models",
+    "build_model",
     "datasets",
+    "item2vec",
+    "layers",
+    "models",
     "prepare",
 ]

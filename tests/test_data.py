@@ -51,10 +51,21 @@ def test_truncation_keeps_most_recent_items():
     log = from_dataframe(pd.DataFrame({"user": [1] * 6, "item": range(10, 16),
                                        "timestamp": range(6)}))
     data = prepare(log, max_len=2)
-    # Items 10..15 -> indices 1..6; train = 1..4, and the pair keeps the 3 most recent.
+    # Items 10..15 -> indices 1..6; train = 1..4. Windows of max_len + 1 = 3 items are cut from
+    # the end, overlapping by one: [2, 3, 4] and [1, 2]; every item but the first is a target
+    # exactly once.
+    assert data.training_windows().tolist() == [[2, 3, 4], [1, 2]]
     inputs, targets = data.training_arrays()
-    assert inputs.tolist() == [[2, 3]] and targets.tolist() == [[3, 4]]
+    assert inputs.tolist() == [[2, 3], [0, 1]] and targets.tolist() == [[3, 4], [0, 2]]
     assert data.test.inputs(2).tolist() == [[4, 5]]
+
+
+def test_training_windows_cover_every_target_once(ml_small_data):
+    inputs, targets = ml_small_data.training_arrays()
+    lengths = ml_small_data.train.lengths
+    assert (targets != 0).sum() == (lengths - 1)[lengths >= 2].sum()
+    # Each target's input position holds the item right before it in the user's sequence.
+    assert ((inputs != 0) | (targets == 0)).all()
 
 
 def test_vocabulary_round_trip_and_padding(tmp_path):

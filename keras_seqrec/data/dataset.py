@@ -83,16 +83,36 @@ class SequenceDataset:
         """Interactions per item index in the training sequences (index 0 is always 0)."""
         return np.bincount(self.train.values, minlength=self.vocabulary.size).astype(np.int64)
 
-    def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """`(inputs, targets)`, each `(rows, max_len)`: input `s[:-1]`, target `s[1:]`.
+    def training_windows(self) -> Sequences:
+        """Training sequences cut into windows of at most `max_len + 1` items.
 
-        Sequences are cut to their most recent `max_len + 1` items and left-padded with 0; a target
-        of 0 marks a padded position that the loss ignores. Users with fewer than two training
-        items give no training pair and are left out.
+        A sequence longer than `max_len + 1` is cut from its end into windows that overlap by
+        one item, so every training item except the first of each user is a target exactly
+        once, always with up to `max_len` items of real history before it.
         """
-        padded = self.train.pad(self.max_len + 1)
+        length = self.max_len
+        n = self.train.lengths
+        # Windows per row: ceil((n - 1) / max_len) for rows with at least two items.
+        count = np.where(n >= 2, -(-(n - 1) // length), 0)
+        row = np.repeat(np.arange(len(n)), count)
+        j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        end = n[row] - j * length  # exclusive, counted from the row start
+        start = np.maximum(end - length - 1, 0)
+        sizes = end - start
+        index = np.repeat(self.train.offsets[:-1][row] + start, sizes) + (
+            np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        )
+        return Sequences.from_lengths(self.train.values[index], sizes)
+
+    def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(inputs, targets)`, each `(windows, max_len)`: input `s[:-1]`, target `s[1:]`.
+
+        Built from `training_windows()` and left-padded with 0; a target of 0 marks a position
+        the loss ignores (padding, or the first item of a sequence, which has no history).
+        Users with fewer than two training items give no training pair.
+        """
+        padded = self.training_windows().pad(self.max_len + 1)
         inputs = padded[:, :-1]
-        # The first item of a sequence is never a target: it has no history to predict from.
         targets = np.where(inputs == 0, 0, padded[:, 1:])
         useful = (targets != 0).any(axis=1)
         return inputs[useful], targets[useful]

@@ -1,0 +1,14 @@
+"""Small reusable layers, each registered for `.keras` serialisation."""
+
+from keras_seqrec.layers.bahdanau_attention import CausalBahdanauAttention
+from keras_seqrec.layers.item_embedding import ItemEmbedding, ItemScores, mask_padding_logits
+from keras_seqrec.layers.positions import LastPosition, PaddingMask
+
+__all__ = [
+    "CausalBahdanauAttention",
+    "ItemEmbedding",
+    "ItemScores",
+    "LastPosition",
+    "PaddingMask",
+    "mask_padding_logits",
+]

@@ -1,0 +1,45 @@
+"""Position helpers: select the last position of a sequence."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class LastPosition(keras.layers.Layer):
+    """`(batch, length, dim) -> (batch, dim)`: the state at the last (most recent) position.
+
+    Inputs are left-padded, so the last position is always the most recent real item.
+
+    Example:
+
+    >>> LastPosition()(ops.reshape(ops.arange(6.0), (1, 3, 2))).tolist()
+    [[4.0, 5.0]]
+    """
+
+    def call(self, inputs, mask=None):
+        return inputs[:, -1, :]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_spec(self, inputs, mask=None):
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[-1]), dtype=inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class PaddingMask(keras.layers.Layer):
+    """`(batch, length)` item indices -> bool mask, True at real items (index != 0).
+
+    Example:
+
+    >>> PaddingMask()(ops.array([[0, 4, 2]])).tolist()
+    [[False, True, True]]
+    """
+
+    def call(self, inputs):
+        return ops.not_equal(inputs, 0)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape, dtype="bool")

@@ -1,0 +1,90 @@
+"""Parts every model shares: the input, the item embedding, the output head, scoring models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_seqrec.layers import ItemEmbedding, ItemScores, LastPosition, PaddingMask
+
+SEQUENCE_OUTPUT = "sequence_output"
+
+
+def item_input(max_len: int) -> keras.KerasTensor:
+    """The model input: left-padded item indices, 0 = padding."""
+    return keras.Input(shape=(max_len,), dtype="int32", name="item_ids")
+
+
+def padding_mask(item_ids) -> keras.KerasTensor:
+    """True at real items, False at padding."""
+    return PaddingMask(name="padding_mask")(item_ids)
+
+
+def check_item_embeddings(item_embeddings, num_items: int, embedding_dim: int) -> int:
+    """Validate a pretrained matrix and return the embedding width to use."""
+    if item_embeddings is None:
+        return embedding_dim
+    matrix = np.asarray(item_embeddings)
+    if matrix.ndim != 2 or matrix.shape[0] != num_items + 1:
+        raise ValueError(
+            f"`item_embeddings` must have shape (num_items + 1, dim) = ({num_items + 1}, dim) "
+            f"with row 0 for padding; got {matrix.shape}."
+        )
+    return int(matrix.shape[1])
+
+
+def item_embedding(num_items: int, embedding_dim: int, use_output_bias: bool = True):
+    return ItemEmbedding(num_items, embedding_dim, use_output_bias=use_output_bias,
+                         name="item_embedding")
+
+
+def output_head(hidden, embedding: ItemEmbedding, tie_embeddings: bool, num_items: int):
+    """Name the final hidden states `sequence_output`, then score them against every item.
+
+    With `tie_embeddings` the states are projected to the embedding width if needed and scored
+    by the item embedding itself; otherwise by an untied dense layer (`item_scores`).
+    """
+    if tie_embeddings and hidden.shape[-1] != embedding.embedding_dim:
+        hidden = layers.Dense(embedding.embedding_dim, name="output_projection")(hidden)
+    hidden = layers.Identity(name=SEQUENCE_OUTPUT)(hidden)
+    if tie_embeddings:
+        return embedding(hidden, reverse=True)
+    return ItemScores(num_items, name="item_scores")(hidden)
+
+
+def finish(model: keras.Model, item_embeddings=None, freeze_item_embeddings: bool = False):
+    """Load a pretrained item matrix into `item_embedding` and optionally freeze it."""
+    layer = model.get_layer("item_embedding")
+    if item_embeddings is not None:
+        layer.embeddings.assign(np.asarray(item_embeddings, dtype="float32"))
+    if freeze_item_embeddings:
+        layer.trainable = False
+    return model
+
+
+def output_layer(model: keras.Model):
+    """The output head of a zoo model and whether it is the tied item embedding."""
+    names = {layer.name for layer in model.layers}
+    if "item_scores" in names:
+        return model.get_layer("item_scores"), False
+    return model.get_layer("item_embedding"), True
+
+
+def last_position_model(model: keras.Model) -> keras.Model:
+    """A model sharing `model`'s weights that outputs logits at the last position only.
+
+    `(batch, max_len) -> (batch, num_items + 1)`. Evaluation and serving use it so that only
+    the scores they need are computed and moved off the device.
+    """
+    hidden = LastPosition(name="last_position")(model.get_layer(SEQUENCE_OUTPUT).output)
+    head, tied = output_layer(model)
+    logits = head(hidden, reverse=True) if tied else head(hidden)
+    return keras.Model(model.inputs, logits, name=f"{model.name}_last")
+
+
+def validate_common(*, dropout: float, num_layers: int) -> None:
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` is a drop rate in [0, 1); got {dropout!r}.")
+    if num_layers < 1:
+        raise ValueError(f"`num_layers` must be >= 1; got {num_layers!r}.")

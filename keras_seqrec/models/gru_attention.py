@@ -1,0 +1,99 @@
+"""`gru_attention`: stacked GRU with causal Bahdanau attention over its states."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_seqrec.layers import CausalBahdanauAttention
+from keras_seqrec.models import common
+from keras_seqrec.models.recurrent import recurrent_states
+from keras_seqrec.models.registry import register_model
+
+ATTENTION = "attention"
+
+
+@register_model("gru_attention")
+def gru_attention(
+    num_items: int,
+    max_len: int,
+    embedding_dim: int = 64,
+    hidden_dim: int = 64,
+    num_layers: int = 2,
+    attention_units: int = 64,
+    dropout: float = 0.2,
+    tie_embeddings: bool = True,
+    item_embeddings: Optional[np.ndarray] = None,
+    freeze_item_embeddings: bool = False,
+) -> keras.Model:
+    """Stacked GRU + causal Bahdanau (additive) attention, then scores over the catalogue.
+
+    At each position t the attention layer weighs the GRU states of positions <= t; the context
+    vector is concatenated with the state at t and mixed by a tanh dense layer before scoring.
+    `attention_weights_model(model)` returns the weights for explanations.
+
+    Args:
+        num_items: catalogue size without padding.
+        max_len: input length (left-padded item indices).
+        embedding_dim: item vector width (taken from `item_embeddings` when given).
+        hidden_dim: GRU state width.
+        num_layers: stacked GRU layers.
+        attention_units: width of the additive scoring space.
+        dropout: drop rate after the embedding and each GRU layer, and before the output.
+        tie_embeddings: score with the item embedding itself, else a separate dense layer.
+        item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
+        freeze_item_embeddings: keep the item embedding fixed.
+
+    Returns:
+        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+
+    Example:
+
+    >>> from keras_seqrec import build_model
+    >>> model = build_model("gru_attention", num_items=50, max_len=10)
+    >>> attention_weights_model(model).output_shape
+    (None, 10, 10)
+
+    Reference:
+        Bahdanau et al., ICLR 2015; Li et al., "Neural Attentive Session-based Recommendation"
+        (NARM), CIKM 2017.
+    """
+    common.validate_common(dropout=dropout, num_layers=num_layers)
+    embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
+
+    # Inputs.
+    item_ids = common.item_input(max_len)
+    mask = common.padding_mask(item_ids)
+
+    # Layers and graph.
+    embedding = common.item_embedding(num_items, embedding_dim)
+    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(item_ids))
+    states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
+    context, _ = CausalBahdanauAttention(attention_units, name=ATTENTION)(
+        states, padding_mask=mask
+    )
+    x = layers.Concatenate(name="state_and_context")([states, context])
+    x = layers.Dense(embedding_dim, activation="tanh", name="attentional_state")(x)
+    x = layers.Dropout(dropout, name="output_dropout")(x)
+    logits = common.output_head(x, embedding, tie_embeddings, num_items)
+
+    model = keras.Model(item_ids, logits, name="gru_attention")
+    return common.finish(model, item_embeddings, freeze_item_embeddings)
+
+
+def attention_weights_model(model: keras.Model) -> keras.Model:
+    """`(batch, max_len)` -> attention weights `(batch, max_len, max_len)` of a `gru_attention`.
+
+    `weights[b, t, s]` is how much position t attends to position s (0 for s > t and padding).
+    """
+    try:
+        layer = model.get_layer(ATTENTION)
+    except ValueError:
+        raise ValueError(
+            f"Model {model.name!r} has no '{ATTENTION}' layer; attention weights exist only "
+            "for gru_attention models."
+        ) from None
+    return keras.Model(model.inputs, layer.output[1], name=f"{model.name}_attention")

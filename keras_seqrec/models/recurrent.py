@@ -1,0 +1,106 @@
+"""`rnn`, `lstm`, `gru`: item embedding -> recurrent layers -> scores over the catalogue."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_seqrec.models import common
+from keras_seqrec.models.registry import register_model
+
+_CELLS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+
+
+def recurrent_states(x, mask, cell: str, hidden_dim: int, num_layers: int, dropout: float):
+    """Stack `num_layers` recurrent layers returning every position's state."""
+    for i in range(num_layers):
+        x = _CELLS[cell](hidden_dim, return_sequences=True, name=f"{cell}_{i}")(x, mask=mask)
+        x = layers.Dropout(dropout, name=f"{cell}_{i}_dropout")(x)
+    return x  # (batch, max_len, hidden_dim)
+
+
+def build_recurrent(
+    cell: str,
+    num_items: int,
+    max_len: int,
+    *,
+    embedding_dim: int,
+    hidden_dim: int,
+    num_layers: int,
+    dropout: float,
+    tie_embeddings: bool,
+    item_embeddings: Optional[np.ndarray],
+    freeze_item_embeddings: bool,
+    name: str,
+) -> keras.Model:
+    common.validate_common(dropout=dropout, num_layers=num_layers)
+    embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
+
+    # Inputs.
+    item_ids = common.item_input(max_len)
+    mask = common.padding_mask(item_ids)
+
+    # Layers and graph.
+    embedding = common.item_embedding(num_items, embedding_dim)
+    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(item_ids))
+    x = recurrent_states(x, mask, cell, hidden_dim, num_layers, dropout)
+    logits = common.output_head(x, embedding, tie_embeddings, num_items)
+
+    model = keras.Model(item_ids, logits, name=name)
+    return common.finish(model, item_embeddings, freeze_item_embeddings)
+
+
+def _register(cell: str, doc_name: str):
+    @register_model(cell)
+    def builder(
+        num_items: int,
+        max_len: int,
+        embedding_dim: int = 64,
+        hidden_dim: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        tie_embeddings: bool = True,
+        item_embeddings: Optional[np.ndarray] = None,
+        freeze_item_embeddings: bool = False,
+    ) -> keras.Model:
+        return build_recurrent(
+            cell, num_items, max_len, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
+            num_layers=num_layers, dropout=dropout, tie_embeddings=tie_embeddings,
+            item_embeddings=item_embeddings, freeze_item_embeddings=freeze_item_embeddings,
+            name=cell,
+        )
+
+    builder.__name__ = cell
+    builder.__doc__ = f"""{doc_name} next-item model: Embedding -> {doc_name} x num_layers -> item scores.
+
+    Args:
+        num_items: catalogue size without padding.
+        max_len: input length (left-padded item indices).
+        embedding_dim: item vector width (taken from `item_embeddings` when given).
+        hidden_dim: recurrent state width.
+        num_layers: stacked recurrent layers.
+        dropout: drop rate after the embedding and after each recurrent layer.
+        tie_embeddings: score with the item embedding itself (fewer weights, usually better);
+            otherwise a separate dense output layer ("Dense softmax").
+        item_embeddings: optional `(num_items + 1, dim)` matrix to start from, e.g. from
+            `keras_seqrec.item2vec.train_item2vec`.
+        freeze_item_embeddings: keep the item embedding fixed (with tied output, the output too).
+
+    Returns:
+        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+
+    Example:
+
+    >>> from keras_seqrec import build_model
+    >>> build_model("{cell}", num_items=50, max_len=10).output_shape
+    (None, 10, 51)
+    """
+    return builder
+
+
+rnn = _register("rnn", "Simple RNN")
+lstm = _register("lstm", "LSTM")
+gru = _register("gru", "GRU")

@@ -1,0 +1,231 @@
+"""`fit_recommender`: train any zoo model with full-ranking validation and early stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+from keras_seqrec.data import SequenceDataset
+from keras_seqrec.evaluation import evaluate_recommender
+from keras_seqrec.losses import get_loss
+
+_METRIC_NAMES = ("hr", "ndcg", "mrr", "coverage")
+
+
+def _parse_metric(metric: str) -> tuple[str, int]:
+    name, _, k = metric.partition("@")
+    if name not in _METRIC_NAMES or not k.isdigit() or int(k) < 1:
+        raise ValueError(
+            f"`validation_metric` must look like 'ndcg@10' with one of {_METRIC_NAMES}; "
+            f"got {metric!r}."
+        )
+    return name, int(k)
+
+
+class RankingValidation(keras.callbacks.Callback):
+    """After each epoch: full-ranking metrics on the validation split, early stopping on one of
+    them, and the best weights kept (restored at the end when `restore_best`).
+
+    Metrics land in the epoch logs as `val_hr@10`, `val_ndcg@10`, ... so the progress bar, the
+    `History` and TensorBoard all show them. With a `checkpoint_dir` the best weights and the
+    best score are saved there, so a resumed run remembers them.
+    """
+
+    def __init__(self, data: SequenceDataset, *, metric: str = "ndcg@10", patience: int = 3,
+                 restore_best: bool = True, ks: Sequence[int] = (10,),
+                 exclude_seen: bool = False, batch_size: int = 256,
+                 checkpoint_dir: Optional[str] = None, verbose: int = 1):
+        super().__init__()
+        _parse_metric(metric)
+        self.data = data
+        self.metric = metric
+        self.patience = patience
+        self.restore_best = restore_best
+        self.ks = sorted(set(ks) | {_parse_metric(metric)[1]})
+        self.exclude_seen = exclude_seen
+        self.batch_size = batch_size
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+        self.best = -np.inf
+        self.best_epoch = -1
+        self.best_weights = None
+        self._load_state()
+
+    def _state_path(self):
+        return os.path.join(self.checkpoint_dir, "best.json") if self.checkpoint_dir else None
+
+    def _weights_path(self):
+        return os.path.join(self.checkpoint_dir, "best.weights.h5")
+
+    def _load_state(self):
+        path = self._state_path()
+        if path and os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+    def on_train_begin(self, logs=None):
+        path = self._state_path()
+        if path and os.path.exists(self._weights_path()) and self.best_weights is None:
+            current = self.model.get_weights()
+            self.model.load_weights(self._weights_path())
+            self.best_weights = self.model.get_weights()
+            self.model.set_weights(current)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        metrics = evaluate_recommender(
+            self.model, self.data, "validation", ks=self.ks, exclude_seen=self.exclude_seen,
+            batch_size=self.batch_size,
+        )
+        for key, value in metrics.items():
+            if key != "examples":
+                logs[f"val_{key}"] = value
+        score = metrics[self.metric]
+        if score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.best_weights = self.model.get_weights()
+            if self.checkpoint_dir:
+                os.makedirs(self.checkpoint_dir, exist_ok=True)
+                self.model.save_weights(self._weights_path())
+                with open(self._state_path(), "w") as f:
+                    json.dump({"best": score, "best_epoch": epoch}, f)
+        elif epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+            if self.verbose:
+                print(f"\nEarly stopping: val_{self.metric} has not improved for "
+                      f"{self.patience} epochs (best {self.best:.4f} at epoch "
+                      f"{self.best_epoch + 1}).")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Restored the weights of epoch {self.best_epoch + 1} "
+                      f"(val_{self.metric} = {self.best:.4f}).")
+
+
+def fit_recommender(
+    model: keras.Model,
+    data: SequenceDataset,
+    *,
+    epochs: int = 20,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    optimizer: Optional[keras.optimizers.Optimizer] = None,
+    loss="softmax",
+    validation_metric: str = "ndcg@10",
+    early_stopping_patience: int = 3,
+    restore_best: bool = True,
+    exclude_seen: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    tensorboard_dir: Optional[str] = None,
+    checkpoint_dir: Optional[str] = None,
+    seed: int = 0,
+    verbose: int = 1,
+) -> keras.callbacks.History:
+    """Train a zoo model on next-item targets at every real position, with validation.
+
+    After each epoch the model is evaluated on the validation split with full ranking; training
+    stops when `validation_metric` has not improved for `early_stopping_patience` epochs, and
+    the best epoch's weights are restored (`restore_best`). The test split is never touched.
+
+    Args:
+        model: a model from `build_model` (compiled here unless it already is).
+        data: a `SequenceDataset` from `prepare`.
+        epochs: maximum number of epochs.
+        batch_size: sequences per step.
+        learning_rate: Adam's learning rate (ignored when `optimizer` is given).
+        optimizer: a Keras optimizer to use instead of Adam.
+        loss: "softmax" (full softmax cross-entropy) or a `keras.losses.Loss` taking
+            `(targets, logits)` with target 0 at padded positions.
+        validation_metric: e.g. "ndcg@10", "hr@10", "mrr@20".
+        early_stopping_patience: epochs without improvement before stopping.
+        restore_best: restore the best validation epoch's weights at the end.
+        exclude_seen: validate with seen items removed from the ranking.
+        callbacks: more Keras callbacks.
+        tensorboard_dir: write TensorBoard logs there (losses and validation metrics).
+        checkpoint_dir: back up the training state there after every epoch; calling again with
+            the same directory after an interruption resumes from the last finished epoch.
+        seed: seeds Python, NumPy and the backend (weights, dropout, shuffling).
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+
+    Returns:
+        The `keras.callbacks.History` of this call: `history.history` has `loss` and every
+        `val_*` ranking metric per epoch; `history.best_epoch` and `history.best_score` tell
+        which epoch was kept, `history.seconds_per_epoch` the mean epoch time.
+
+    Example:
+
+    >>> import keras_seqrec as ks
+    >>> data = ks.prepare(ks.datasets.load(), max_len=20, min_rating=3,
+    ...                   min_item_interactions=20)
+    >>> model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=16,
+    ...                        hidden_dim=16)
+    >>> history = fit_recommender(model, data, epochs=1, verbose=0)
+    >>> sorted(history.history)[:3]
+    ['loss', 'val_coverage@10', 'val_hr@10']
+    """
+    if epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1; got {epochs}.")
+    if model.output_shape[-1] != data.vocabulary.size:
+        raise ValueError(
+            f"The model scores {model.output_shape[-1]} columns but the dataset has "
+            f"{data.num_items} items (+1 padding = {data.vocabulary.size}); build it with "
+            "`num_items=data.num_items`."
+        )
+    if model.input_shape[-1] not in (None, data.max_len):
+        raise ValueError(
+            f"The model takes sequences of length {model.input_shape[-1]} but the dataset has "
+            f"max_len={data.max_len}; build it with `max_len=data.max_len`."
+        )
+    if len(data.validation) == 0:
+        raise ValueError("The dataset has no validation examples to select epochs on.")
+    keras.utils.set_random_seed(seed)
+    if optimizer is not None or not getattr(model, "compiled", False):
+        model.compile(
+            optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+            loss=get_loss(loss),
+        )
+    train = data.training_dataset(batch_size=batch_size, seed=seed)
+    validation = RankingValidation(
+        data, metric=validation_metric, patience=early_stopping_patience,
+        restore_best=restore_best, exclude_seen=exclude_seen, checkpoint_dir=checkpoint_dir,
+        verbose=verbose,
+    )
+    timer = _EpochTimer()
+    all_callbacks = [validation, timer, *callbacks]
+    if checkpoint_dir:
+        all_callbacks.append(
+            keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, "backup"))
+        )
+    if tensorboard_dir:
+        all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir))
+    history = model.fit(train, epochs=epochs, callbacks=all_callbacks, verbose=verbose,
+                        shuffle=False)  # tf.data shuffles with `seed`
+    history.best_epoch = validation.best_epoch
+    history.best_score = validation.best
+    history.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0
+    return history
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch's training steps (validation excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(getattr(self, "_last", time.perf_counter()) - self._start)

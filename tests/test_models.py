@@ -1,0 +1,187 @@
+"""The model battery, run on every registered model, plus the attention layer and item2vec."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+import keras_seqrec as ks
+from keras_seqrec.evaluation import evaluate_recommender
+from keras_seqrec.losses import SoftmaxCrossEntropy
+from keras_seqrec.models import attention_weights_model, hyperparameters
+from keras_seqrec.testing import deterministic_log
+
+NUM_ITEMS, MAX_LEN = 30, 8
+
+
+def small_model(name, num_items=NUM_ITEMS, max_len=MAX_LEN, **overrides):
+    """Every model, small; required arguments (a pretrained matrix) are filled in."""
+    kwargs = {}
+    params = hyperparameters(name)
+    for key, value in (("embedding_dim", 16), ("hidden_dim", 16), ("attention_units", 8)):
+        if key in params:
+            kwargs[key] = value
+    if params.get("item_embeddings", None) is not None:  # required, no default
+        rng = np.random.default_rng(0)
+        kwargs["item_embeddings"] = rng.normal(size=(num_items + 1, 16)).astype("float32")
+    kwargs.update(overrides)
+    return ks.build_model(name, num_items, max_len, **kwargs)
+
+
+def batch(seed=0, n=4):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, NUM_ITEMS + 1, size=(n, MAX_LEN)).astype("int32")
+    x[0, :3] = 0  # left padding
+    x[1, :MAX_LEN - 1] = 0  # a single item
+    return x
+
+
+MODELS = ks.available_models()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shape_and_padding_gets_no_probability(name):
+    model = small_model(name)
+    logits = model(batch(), training=False)
+    assert tuple(logits.shape) == (4, MAX_LEN, NUM_ITEMS + 1)
+    probs = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
+    assert np.all(probs[..., 0] == 0.0)
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_causal_outputs_do_not_see_the_future(name):
+    model = small_model(name)
+    x = batch()
+    reference = ops.convert_to_numpy(model(x, training=False))
+    for t in range(MAX_LEN - 1):
+        changed = x.copy()
+        changed[:, t + 1:] = (changed[:, t + 1:] % NUM_ITEMS) + 1  # new items after t
+        out = ops.convert_to_numpy(model(changed, training=False))
+        np.testing.assert_allclose(out[:, : t + 1], reference[:, : t + 1], rtol=1e-5, atol=1e-5)
+        assert not np.allclose(out[:, t + 1:], reference[:, t + 1:])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_keras_file_round_trip_gives_identical_outputs(name, tmp_path):
+    model = small_model(name)
+    x = batch()
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(model(x, training=False)),
+        ops.convert_to_numpy(loaded(x, training=False)),
+    )
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_steps_reduce_the_loss_and_train_the_tied_output(name):
+    keras.utils.set_random_seed(0)
+    model = small_model(name, dropout=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
+    x = batch(n=16)
+    y = np.where(x == 0, 0, (x % NUM_ITEMS) + 1).astype("int32")
+    before = model.get_layer("item_embedding").get_weights()[0].copy()
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=30, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.7 * first
+    after = model.get_layer("item_embedding").get_weights()[0]
+    # Items that never appear in the input can only be trained through the tied output layer.
+    absent = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), x)
+    if model.get_layer("item_embedding").trainable and "item_scores" not in [
+        layer.name for layer in model.layers
+    ] and len(absent):
+        assert not np.allclose(before[absent], after[absent])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_mixed_bfloat16(name):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = small_model(name)
+        model.compile(optimizer="adam", loss=SoftmaxCrossEntropy())
+        x = batch(n=8)
+        y = np.where(x == 0, 0, (x % NUM_ITEMS) + 1).astype("int32")
+        history = model.fit(x, y, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        logits = model(x, training=False)
+        assert logits.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_learns_a_deterministic_next_item_rule(name):
+    data = ks.prepare(deterministic_log(num_users=300, num_items=20, length=12), max_len=10)
+    keras.utils.set_random_seed(0)
+    model = small_model(name, num_items=data.num_items, max_len=data.max_len, dropout=0.0)
+    ks.training.fit_recommender(model, data, epochs=15, batch_size=32, learning_rate=1e-2,
+                                early_stopping_patience=15, verbose=0)
+    metrics = evaluate_recommender(model, data, "test", ks=[1])
+    assert metrics["hr@1"] >= 0.9, metrics
+
+
+def test_unknown_model_and_hyperparameter_errors():
+    with pytest.raises(ValueError, match=r"Available models: .*gru_attention.*Did you mean 'gru'"):
+        ks.build_model("gur", 10, 5)
+    with pytest.raises(ValueError, match=r"'hiden_dim' \(did you mean 'hidden_dim'\?\)"):
+        ks.build_model("gru", 10, 5, hiden_dim=3)
+    with pytest.raises(ValueError, match="gru_w2v needs `item_embeddings`"):
+        ks.build_model("gru_w2v", 10, 5, item_embeddings=None)
+    with pytest.raises(ValueError, match="already registered"):
+        ks.models.register_model("gru")(lambda num_items, max_len: None)
+
+
+def test_attention_weights_are_causal_and_ignore_padding():
+    model = small_model("gru_attention")
+    x = batch()
+    weights = ops.convert_to_numpy(attention_weights_model(model)(x))  # (batch, t, s)
+    real = x != 0
+    for b in range(len(x)):
+        for t in range(MAX_LEN):
+            allowed = real[b] & (np.arange(MAX_LEN) <= t)
+            if real[b, t]:
+                assert weights[b, t, allowed].sum() == pytest.approx(1.0, abs=1e-5)
+            else:
+                assert weights[b, t].sum() == 0.0
+            assert np.all(weights[b, t, ~allowed] == 0.0)
+
+
+def test_attention_layer_round_trips_its_config():
+    layer = ks.layers.CausalBahdanauAttention(units=5, name="att")
+    clone = ks.layers.CausalBahdanauAttention.from_config(layer.get_config())
+    assert clone.units == 5 and clone.name == "att"
+
+
+def test_pretrained_embeddings_are_loaded_and_can_be_frozen():
+    matrix = np.random.default_rng(1).normal(size=(NUM_ITEMS + 1, 12)).astype("float32")
+    model = ks.build_model("gru", NUM_ITEMS, MAX_LEN, item_embeddings=matrix,
+                           freeze_item_embeddings=True)
+    layer = model.get_layer("item_embedding")
+    np.testing.assert_array_equal(layer.get_weights()[0], matrix)
+    assert not layer.trainable
+    with pytest.raises(ValueError, match=r"shape \(num_items \+ 1, dim\)"):
+        ks.build_model("gru", NUM_ITEMS, MAX_LEN, item_embeddings=matrix[1:])
+
+
+def test_item2vec_rows_are_gensim_vectors_and_never_see_evaluation_targets():
+    import pandas as pd
+
+    # Item 99 only ever appears as user 0's last (test) item; item 98 only as a validation target.
+    rows = [(u, i, t) for u in range(40) for t, i in enumerate([1, 2, 3, 4, 5])]
+    rows += [(0, 98, 10), (0, 99, 11)]
+    log = ks.datasets.from_dataframe(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    data = ks.prepare(log, max_len=5)
+    matrix, w2v = ks.item2vec.train_item2vec(data, embedding_dim=8, epochs=2)
+    assert matrix.shape == (data.num_items + 1, 8) and np.all(matrix[0] == 0)
+    for token in w2v.wv.index_to_key:
+        np.testing.assert_array_equal(matrix[int(token)], w2v.wv[token])
+    held_out = data.vocabulary.lookup([98, 99])
+    assert not {str(i) for i in held_out} & set(w2v.wv.index_to_key)
+    assert set(w2v.wv.index_to_key) == {str(i) for i in np.unique(data.train.values)}
+    # Unseen items get a seeded random row, not zeros.
+    assert np.all(np.abs(matrix[held_out]).sum(axis=1) > 0)
+    again, _ = ks.item2vec.train_item2vec(data, embedding_dim=8, epochs=2)
+    np.testing.assert_array_equal(matrix, again)
