@@ -87,6 +87,123 @@ def cmd_stats(args) -> int:
     return 0
 
 
+_MODEL_FLAGS = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "attention_units",
+                "dropout")
+
+
+def _metrics_table(rows: list[tuple[str, str, dict]], ks=(10,)) -> str:
+    """Rows of (model, split, metrics) as an aligned text table."""
+    header = ["model", "split"] + [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR", "Cov")]
+    lines = [header]
+    for name, split, metrics in rows:
+        lines.append([name, split] + [f"{metrics[f'{m}@{k}']:.4f}" for k in ks
+                                      for m in ("hr", "ndcg", "mrr", "coverage")])
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
+
+
+def _evaluate_all(models: dict, data, exclude_seen: bool, ks=(10,)):
+    from keras_seqrec.evaluation import evaluate_recommender
+
+    rows, results = [], {}
+    for split in ("validation", "test"):
+        for name, model in models.items():
+            metrics = evaluate_recommender(model, data, split, ks=ks, exclude_seen=exclude_seen)
+            rows.append((name, split, metrics))
+            results.setdefault(name, {})[split] = metrics
+    return rows, results
+
+
+def cmd_train(args) -> int:
+    import time
+
+    import keras
+
+    import keras_seqrec as ks
+    from keras_seqrec.evaluation import BASELINES
+    from keras_seqrec.training import fit_recommender
+
+    log, data = _prepare(args)
+    print(data)
+    hyper = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    params = ks.models.hyperparameters(args.model)
+    if "item_embeddings" in params:
+        if params["item_embeddings"] is not None or args.item2vec:
+            print("Training item2vec embeddings on the training sequences...")
+            matrix, _ = ks.item2vec.train_item2vec(
+                data, embedding_dim=hyper.pop("embedding_dim", 64), seed=args.seed
+            )
+            hyper["item_embeddings"] = matrix
+    keras.utils.set_random_seed(args.seed)
+    model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
+    start = time.perf_counter()
+    history = fit_recommender(
+        model, data, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, validation_metric=args.validation_metric,
+        early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
+        checkpoint_dir=os.path.join(args.output, "checkpoints"),
+        tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
+    )
+    train_seconds = time.perf_counter() - start
+    models = {name: cls(data) for name, cls in BASELINES.items()}
+    models[args.model] = model
+    rows, results = _evaluate_all(models, data, args.exclude_seen)
+    print()
+    print(f"Full-ranking leave-one-out metrics on {data.name} ({data.num_items:,} items"
+          f"{', seen items excluded' if args.exclude_seen else ''}):")
+    print(_metrics_table(rows))
+
+    os.makedirs(args.output, exist_ok=True)
+    model.save(os.path.join(args.output, "model.keras"))
+    data.vocabulary.save(os.path.join(args.output, "vocabulary.json"))
+    run = {
+        "model": args.model,
+        "hyperparameters": {k: v for k, v in hyper.items() if k != "item_embeddings"},
+        "dataset": {"source": args.dataset, "data_dir": args.data_dir, **data.describe()},
+        "training": {
+            "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
+            "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "validation_metric": args.validation_metric, "seed": args.seed,
+            "seconds": round(train_seconds, 1),
+            "seconds_per_epoch": round(history.seconds_per_epoch, 2),
+        },
+        "protocol": {"split": "leave_one_out", "ranking": "full", "ties": "pessimistic",
+                     "exclude_seen": bool(args.exclude_seen)},
+        "metrics": results,
+        "versions": {"keras_seqrec": ks.__version__, "keras": keras.__version__},
+    }
+    with open(os.path.join(args.output, "run.json"), "w") as f:
+        json.dump(run, f, indent=2, default=str)
+    print(f"\nSaved the model, its vocabulary and run.json to {args.output}/")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import keras
+
+    from keras_seqrec import Vocabulary
+    from keras_seqrec.evaluation import BASELINES
+
+    with open(os.path.join(args.run_dir, "run.json")) as f:
+        run = json.load(f)
+    settings = run["dataset"]["settings"]
+    args.dataset = run["dataset"]["source"]
+    args.data_dir = args.data_dir or run["dataset"].get("data_dir")
+    args.max_len = settings["max_len"]
+    args.min_rating = settings["min_rating"]
+    args.min_user_interactions = settings["min_user_interactions"]
+    args.min_item_interactions = settings["min_item_interactions"]
+    _, data = _prepare(args)
+    if Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")) != data.vocabulary:
+        raise SystemExit("error: the data no longer matches the model's vocabulary.")
+    model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
+    models = {name: cls(data) for name, cls in BASELINES.items()}
+    models[run["model"]] = model
+    rows, _ = _evaluate_all(models, data, args.exclude_seen, ks=tuple(args.k))
+    print(_metrics_table(rows, ks=tuple(args.k)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-seqrec",
@@ -97,12 +214,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("train", help="train a model, print a metrics table, save it")
+    _add_data_args(p)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="gru_attention", help="a name from available_models()")
+    g.add_argument("--embedding-dim", type=int)
+    g.add_argument("--hidden-dim", type=int)
+    g.add_argument("--num-layers", type=int)
+    g.add_argument("--num-heads", type=int)
+    g.add_argument("--attention-units", type=int)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--item2vec", action="store_true",
+                   help="start the item embeddings from item2vec (models taking item_embeddings)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--learning-rate", type=float, default=5e-3)
+    g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
+    g.add_argument("--validation-metric", default="ndcg@10")
+    g.add_argument("--exclude-seen", action="store_true",
+                   help="remove items already in the history from the rankings")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tensorboard-dir", default=None)
+    g.add_argument("--output", default=None, help="run folder (default runs/<model>)")
+    g.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run folder against the baselines")
+    _add_data_args(p)
+    p.add_argument("--run-dir", required=True, help="folder written by `keras-seqrec train`")
+    p.add_argument("--exclude-seen", action="store_true")
+    p.add_argument("-k", type=int, nargs="+", default=[5, 10, 20])
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "output", "unset") is None:
+        args.output = os.path.join("runs", args.model)
     return args.func(args)
 
 

@@ -60,7 +60,7 @@ class RankingValidation(keras.callbacks.Callback):
         return os.path.join(self.checkpoint_dir, "best.json") if self.checkpoint_dir else None
 
     def _weights_path(self):
-        return os.path.join(self.checkpoint_dir, "best.weights.h5")
+        return os.path.join(self.checkpoint_dir, "best_weights.npz")
 
     def _load_state(self):
         path = self._state_path()
@@ -72,10 +72,8 @@ class RankingValidation(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         path = self._state_path()
         if path and os.path.exists(self._weights_path()) and self.best_weights is None:
-            current = self.model.get_weights()
-            self.model.load_weights(self._weights_path())
-            self.best_weights = self.model.get_weights()
-            self.model.set_weights(current)
+            with np.load(self._weights_path()) as saved:
+                self.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -92,7 +90,8 @@ class RankingValidation(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
             if self.checkpoint_dir:
                 os.makedirs(self.checkpoint_dir, exist_ok=True)
-                self.model.save_weights(self._weights_path())
+                np.savez(self._weights_path(),
+                         **{f"w{i}": w for i, w in enumerate(self.best_weights)})
                 with open(self._state_path(), "w") as f:
                     json.dump({"best": score, "best_epoch": epoch}, f)
         elif epoch - self.best_epoch >= self.patience:
@@ -152,7 +151,9 @@ def fit_recommender(
         tensorboard_dir: write TensorBoard logs there (losses and validation metrics).
         checkpoint_dir: back up the training state there after every epoch; calling again with
             the same directory after an interruption resumes from the last finished epoch.
-        seed: seeds Python, NumPy and the backend (weights, dropout, shuffling).
+        seed: seeds Python, NumPy and the backend (dropout, shuffling). Initial weights are
+            drawn when the model is built: call `keras.utils.set_random_seed(seed)` before
+            `build_model` for a fully reproducible run (the CLI does).
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
     Returns:
@@ -199,13 +200,15 @@ def fit_recommender(
         verbose=verbose,
     )
     timer = _EpochTimer()
-    all_callbacks = [validation, timer, *callbacks]
+    # Validation first, so every later callback (backup, TensorBoard, the user's) sees val_*.
+    all_callbacks = [validation, timer]
     if checkpoint_dir:
         all_callbacks.append(
             keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, "backup"))
         )
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir))
+    all_callbacks.extend(callbacks)
     history = model.fit(train, epochs=epochs, callbacks=all_callbacks, verbose=verbose,
                         shuffle=False)  # tf.data shuffles with `seed`
     history.best_epoch = validation.best_epoch

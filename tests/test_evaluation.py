@@ -1,0 +1,180 @@
+"""Full-ranking metrics, baselines and the leak-free evaluation protocol."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import keras_seqrec as ks
+from keras_seqrec.data import EvalSplit, Sequences
+from keras_seqrec.evaluation import (
+    MarkovBaseline,
+    PopularityBaseline,
+    evaluate_recommender,
+    mask_seen,
+    ranking_metrics,
+    target_ranks,
+    top_k_items,
+)
+
+
+def test_ranks_by_hand_with_pessimistic_ties():
+    scores = np.array([
+        # pad, items 1..4
+        [100.0, 0.9, 0.5, 0.7, 0.1],  # target 3 (0.7): only item 1 is above -> rank 1
+        [100.0, 0.2, 0.2, 0.2, 0.2],  # all tied: target 2 ranks below the 3 others -> 3
+        [0.0, 0.1, 0.3, 0.3, 0.9],  # target 2 tied with 3, item 4 above -> 2
+    ])
+    ranks = target_ranks(scores, np.array([3, 2, 2]))
+    assert ranks.tolist() == [1, 3, 2]
+    m = ranking_metrics(ranks, ks=[1, 3, 10])
+    assert m["hr@1"] == 0.0
+    assert m["hr@3"] == pytest.approx(2 / 3)
+    # NDCG@3: (1/log2(3) + 0 + 1/log2(4)) / 3 ; MRR@3: (1/2 + 0 + 1/3) / 3
+    assert m["ndcg@3"] == pytest.approx((1 / np.log2(3) + 0.5) / 3)
+    assert m["mrr@3"] == pytest.approx((0.5 + 1 / 3) / 3)
+    # K larger than the catalogue (4 items): every target is a hit.
+    assert m["hr@10"] == 1.0
+    assert m["mrr@10"] == pytest.approx((0.5 + 0.25 + 1 / 3) / 3)
+
+
+def slow_reference(scores, targets, k):
+    """Independent implementation: sort each row, find the target, ties against it."""
+    hr, ndcg, mrr = [], [], []
+    for row, target in zip(scores, targets):
+        items = sorted(range(1, len(row)), key=lambda i: (-row[i], i == target))
+        rank = items.index(target)
+        hr.append(rank < k)
+        ndcg.append(1 / np.log2(rank + 2) if rank < k else 0.0)
+        mrr.append(1 / (rank + 1) if rank < k else 0.0)
+    return np.mean(hr), np.mean(ndcg), np.mean(mrr)
+
+
+def test_metrics_match_a_slow_reference_on_random_scores():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 20, size=(200, 51)).astype(np.float32)  # many ties
+    targets = rng.integers(1, 51, size=200)
+    ranks = target_ranks(scores, targets)
+    for k in (1, 5, 10, 50, 100):
+        got = ranking_metrics(ranks, [k])
+        hr, ndcg, mrr = slow_reference(scores, targets, k)
+        assert got[f"hr@{k}"] == pytest.approx(hr)
+        assert got[f"ndcg@{k}"] == pytest.approx(ndcg)
+        assert got[f"mrr@{k}"] == pytest.approx(mrr)
+
+
+class Oracle:
+    """Puts the true target first (it is told the targets: for testing the metric only)."""
+
+    def __init__(self, size, targets):
+        self.size, self.targets, self.offset = size, targets, 0
+
+    def score(self, inputs):
+        scores = np.zeros((len(inputs), self.size), np.float32)
+        scores[np.arange(len(inputs)), self.targets[self.offset:self.offset + len(inputs)]] = 1
+        self.offset += len(inputs)
+        return scores
+
+
+class Constant:
+    def __init__(self, size, padding_score=0.0):
+        self.size, self.padding_score = size, padding_score
+
+    def score(self, inputs):
+        scores = np.ones((len(inputs), self.size), np.float32)
+        scores[:, 0] = self.padding_score
+        return scores
+
+
+def test_oracle_gets_hr1_one_and_constant_model_no_better_than_chance(ml_small_data):
+    data = ml_small_data
+    oracle = Oracle(data.vocabulary.size, data.test.targets)
+    assert evaluate_recommender(oracle, data, "test", ks=[1], batch_size=100)["hr@1"] == 1.0
+    m = evaluate_recommender(Constant(data.vocabulary.size), data, "test", ks=[10])
+    chance = 10 / data.num_items
+    assert m["hr@10"] <= chance and m["ndcg@10"] <= chance
+
+
+def test_padding_is_never_in_the_top_k():
+    scores = np.array([[1e9, 0.0, 0.1, 0.2], [np.inf, 3.0, 2.0, 1.0]])
+    top = top_k_items(scores, 10)
+    assert 0 not in top
+    assert top.tolist() == [[3, 2, 1], [1, 2, 3]]
+    # A model that puts all its weight on padding still ranks only real items.
+    log = ks.datasets.from_dataframe(pd.DataFrame(
+        {"user": [1] * 4 + [2] * 4, "item": [1, 2, 3, 4] * 2, "timestamp": range(8)}))
+    data = ks.prepare(log, max_len=3)
+    m = evaluate_recommender(Constant(data.vocabulary.size, padding_score=1e9), data, ks=[4])
+    assert m["hr@4"] == 1.0  # 4 real items, K = 4: the target is always in
+
+
+def test_exclude_seen_removes_history_items_but_not_the_target():
+    scores = np.array([[0.0, 5.0, 4.0, 3.0, 2.0]])
+    history = Sequences.from_lists([[1, 2]])
+    masked = mask_seen(scores, history, np.array([2]))
+    assert masked[0, 1] == -np.inf  # seen, not the target
+    assert masked[0, 2] == 4.0  # seen but it is the target
+    assert target_ranks(masked, np.array([3])).tolist() == [1]  # only item 2 stays above 3
+
+    log = ks.datasets.from_dataframe(pd.DataFrame(
+        {"user": [1, 1, 1, 1], "item": [1, 2, 3, 4], "timestamp": range(4)}))
+    data = ks.prepare(log, max_len=3)
+
+    class PrefersSeen:
+        def score(self, inputs):  # ranks items 1, 2, 3 above the test target 4
+            return np.array([[-np.inf, 9.0, 8.0, 7.0, 1.0]] * len(inputs))
+
+    assert evaluate_recommender(PrefersSeen(), data, ks=[1])["hr@1"] == 0.0
+    assert evaluate_recommender(PrefersSeen(), data, ks=[1], exclude_seen=True)["hr@1"] == 1.0
+
+
+def test_sampled_metrics_need_asking_and_warn(ml_small_data):
+    pop = PopularityBaseline(ml_small_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = evaluate_recommender(pop, ml_small_data, ks=[10])  # no warning by default
+    with pytest.warns(UserWarning, match="overstate"):
+        sampled = evaluate_recommender(pop, ml_small_data, ks=[10], num_negatives=100)
+    assert sampled["hr@10"] > full["hr@10"]
+
+
+def test_validation_never_uses_test_targets(ml_small_data):
+    data = ml_small_data
+    rng = np.random.default_rng(0)
+    corrupted = ks.SequenceDataset(**{
+        **data.__dict__,
+        "test": data.test.with_targets(rng.integers(1, data.num_items + 1, len(data.test))),
+    })
+    for baseline in (PopularityBaseline, MarkovBaseline):
+        before = evaluate_recommender(baseline(data), data, "validation", ks=[10])
+        after = evaluate_recommender(baseline(corrupted), corrupted, "validation", ks=[10])
+        assert before == after
+    # And the training data does not contain any user's test target at its test position.
+    rows = np.searchsorted(data.users, data.test.users)
+    assert np.array_equal(data.train.take(rows).lengths, data.test.history.lengths - 1)
+
+
+def test_markov_baseline_counts_transitions_and_backs_off_to_popularity():
+    log = ks.datasets.from_dataframe(pd.DataFrame({
+        "user": [1, 1, 1, 1, 1, 2, 2, 2, 2],
+        "item": [10, 20, 10, 30, 99, 20, 30, 40, 98],
+        "timestamp": range(9),
+    }))
+    data = ks.prepare(log, max_len=4)
+    # Train: user 1 = 10 20 10, user 2 = 20 30. Transitions: 10->20, 20->10, 20->30.
+    idx = dict(zip([10, 20, 30, 40, 98, 99], data.vocabulary.lookup([10, 20, 30, 40, 98, 99])))
+    markov = MarkovBaseline(data)
+    scores = markov.score(np.array([[0, 0, 0, idx[20]], [0, 0, 0, idx[40]]]))
+    # After 20: 10 and 30 once each, tie broken by popularity (10 appears twice, 30 once).
+    assert top_k_items(scores[:1], 2).tolist() == [[idx[10], idx[30]]]
+    # 40 never appears in training: fall back to popularity (10: 2, 20: 2, 30: 1).
+    assert top_k_items(scores[1:], 3)[0, 2] == idx[30]
+    assert set(top_k_items(scores[1:], 2)[0].tolist()) == {idx[10], idx[20]}
+    assert np.isneginf(scores[:, 0]).all()
+
+
+def test_eval_split_helpers():
+    split = EvalSplit("test", np.array([1]), Sequences.from_lists([[1, 2, 3]]), np.array([4]))
+    assert split.inputs(2).tolist() == [[2, 3]]
+    assert len(split) == 1
