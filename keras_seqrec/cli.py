@@ -118,6 +118,7 @@ def cmd_train(args) -> int:
     import time
 
     import keras
+    import numpy as np
 
     import keras_seqrec as ks
     from keras_seqrec.evaluation import BASELINES
@@ -156,6 +157,11 @@ def cmd_train(args) -> int:
     os.makedirs(args.output, exist_ok=True)
     model.save(os.path.join(args.output, "model.keras"))
     data.vocabulary.save(os.path.join(args.output, "vocabulary.json"))
+    np.save(os.path.join(args.output, "item_counts.npy"), data.item_counts())
+    if data.items is not None and "title" in data.items.columns:
+        titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
+        with open(os.path.join(args.output, "titles.json"), "w") as f:
+            json.dump({str(k): v for k, v in titles.items()}, f)
     run = {
         "model": args.model,
         "hyperparameters": {k: v for k, v in hyper.items() if k != "item_embeddings"},
@@ -204,6 +210,53 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import keras
+    import numpy as np
+
+    from keras_seqrec import Vocabulary
+    from keras_seqrec.export import export_saved_model
+
+    run_dir = args.run_dir
+    with open(os.path.join(run_dir, "run.json")) as f:
+        run = json.load(f)
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    titles = None
+    if os.path.exists(os.path.join(run_dir, "titles.json")):
+        with open(os.path.join(run_dir, "titles.json")) as f:
+            titles = json.load(f)
+    path = export_saved_model(
+        model,
+        Vocabulary.load(os.path.join(run_dir, "vocabulary.json")),
+        args.export_dir or os.path.join("saved_models", run["model"]),
+        top_k=args.top_k,
+        version=args.version,
+        exclude_seen=not args.keep_seen,
+        item_counts=np.load(os.path.join(run_dir, "item_counts.npy")),
+        model_card=run,
+        titles=titles,
+    )
+    print(f"Exported {run['model']} to {path}")
+    print(f"Serve it: docker run -p 8501:8501 -v \"$PWD/{os.path.dirname(path)}:"
+          f"/models/{run['model']}\" -e MODEL_NAME={run['model']} tensorflow/serving")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from keras_seqrec.export import Recommender
+
+    rec = Recommender(args.model_dir)
+    if args.card:
+        print(rec.describe())
+    histories = [h.split(",") if h else [] for h in args.history]
+    for history, (ids, scores) in zip(histories, rec.recommend(histories, k=args.k)):
+        print(f"history: {', '.join(rec.titles.get(i, i) for i in history) or '(empty)'}")
+        for rank, (item, score) in enumerate(zip(ids, scores), 1):
+            title = rec.titles.get(item, "")
+            print(f"  {rank:>2}. {item:>8}  {score:9.4f}  {title}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-seqrec",
@@ -247,6 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-seen", action="store_true")
     p.add_argument("-k", type=int, nargs="+", default=[5, 10, 20])
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a trained run as a TF Serving SavedModel")
+    p.add_argument("--run-dir", required=True, help="folder written by `keras-seqrec train`")
+    p.add_argument("--export-dir", default=None, help="default saved_models/<model>")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--keep-seen", action="store_true",
+                   help="allow recommending items already in the history")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("recommend", help="recommend from an exported SavedModel")
+    p.add_argument("--model-dir", required=True, help="saved_models/<model>[/<version>]")
+    p.add_argument("--history", nargs="+", required=True,
+                   help="comma-separated raw item ids, oldest first; one per user")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--card", action="store_true", help="print the model card first")
+    p.set_defaults(func=cmd_recommend)
     return parser
 
 

@@ -180,8 +180,8 @@ def evaluate_recommender(
     Example:
 
     >>> import pandas as pd, keras_seqrec as ks
-    >>> log = ks.datasets.from_dataframe(pd.DataFrame(
-    ...     {"user": [1] * 4 + [2] * 4, "item": [1, 2, 3, 4] * 2, "timestamp": list(range(8))}))
+    >>> log = ks.datasets.from_dataframe(pd.DataFrame(  # both users loop 1 -> 2 -> 3 -> 1
+    ...     {"user": [1] * 6 + [2] * 6, "item": [1, 2, 3] * 4, "timestamp": list(range(12))}))
     >>> data = ks.prepare(log, max_len=3)
     >>> evaluate_recommender(MarkovBaseline(data), data, ks=[1])["hr@1"]
     1.0

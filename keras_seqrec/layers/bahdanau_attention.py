@@ -30,7 +30,7 @@ class CausalBahdanauAttention(keras.layers.Layer):
 
     >>> layer = CausalBahdanauAttention(units=8)
     >>> context, weights = layer(ops.ones((2, 5, 4)))
-    >>> context.shape, weights.shape
+    >>> tuple(context.shape), tuple(weights.shape)
     ((2, 5, 4), (2, 5, 5))
 
     Reference:

@@ -41,9 +41,9 @@ class ItemEmbedding(keras.layers.Layer):
     Example:
 
     >>> layer = ItemEmbedding(num_items=5, embedding_dim=4)
-    >>> layer(ops.array([[0, 3]])).shape
+    >>> tuple(layer(ops.array([[0, 3]])).shape)
     (1, 2, 4)
-    >>> layer(ops.ones((1, 2, 4)), reverse=True).shape
+    >>> tuple(layer(ops.ones((1, 2, 4)), reverse=True).shape)
     (1, 2, 6)
     """
 
@@ -109,7 +109,7 @@ class ItemScores(keras.layers.Layer):
 
     Example:
 
-    >>> ItemScores(num_items=5)(ops.ones((2, 3, 8))).shape
+    >>> tuple(ItemScores(num_items=5)(ops.ones((2, 3, 8))).shape)
     (2, 3, 6)
     """
 

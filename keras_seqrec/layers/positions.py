@@ -14,7 +14,7 @@ class LastPosition(keras.layers.Layer):
 
     Example:
 
-    >>> LastPosition()(ops.reshape(ops.arange(6.0), (1, 3, 2))).tolist()
+    >>> ops.convert_to_numpy(LastPosition()(ops.reshape(ops.arange(6.0), (1, 3, 2)))).tolist()
     [[4.0, 5.0]]
     """
 
@@ -34,7 +34,7 @@ class PaddingMask(keras.layers.Layer):
 
     Example:
 
-    >>> PaddingMask()(ops.array([[0, 4, 2]])).tolist()
+    >>> ops.convert_to_numpy(PaddingMask()(ops.array([[0, 4, 2]]))).tolist()
     [[False, True, True]]
     """
 

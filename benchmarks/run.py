@@ -1,0 +1,173 @@
+"""Accuracy benchmark: every zoo model and the baselines, full-ranking leave-one-out.
+
+Writes one JSON per (dataset, model) under benchmarks/results/ and renders benchmarks/RESULTS.md
+and the README's results table from all JSON files there (never typed by hand).
+
+    python benchmarks/run.py --dataset ml-latest-small              # every model
+    python benchmarks/run.py --dataset ml-latest-small --models gru  # some
+    python benchmarks/run.py --render-only                           # tables from the JSONs
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+ROOT = os.path.dirname(HERE)
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+
+# Preparation per dataset: MovieLens keeps ratings >= 3 and 5-cores; benchmark files as given.
+DATASETS = {
+    "ml-latest-small": dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5,
+                            max_len=50),
+    "ml-100k": dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5,
+                    max_len=50),
+    "amazon-beauty": dict(max_len=50),
+}
+TRAINING = dict(epochs=40, batch_size=64, learning_rate=5e-3, early_stopping_patience=8)
+
+
+def load(name, data_dir):
+    from keras_seqrec import datasets
+
+    if name == "amazon-beauty":
+        return datasets.read_sequences(os.path.join(data_dir or SHARED, "amazon-beauty",
+                                                    "Beauty.txt"))
+    if name == "ml-latest-small":
+        return datasets.load(name, data_dir=data_dir)
+    return datasets.load(name, data_dir=os.path.join(data_dir or SHARED, name), download=False)
+
+
+def run_one(dataset, model_name, data, exclude_seen, seed, command):
+    import keras
+
+    import keras_seqrec as ks
+    from keras_seqrec.evaluation import BASELINES, evaluate_recommender
+    from keras_seqrec.training import fit_recommender
+
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    history = None
+    if model_name in BASELINES:
+        model = BASELINES[model_name](data)
+    else:
+        hyper = {}
+        if ks.models.hyperparameters(model_name).get("item_embeddings", None) is not None:
+            hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
+        model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
+        history = fit_recommender(model, data, seed=seed, verbose=0, exclude_seen=exclude_seen,
+                                  **TRAINING)
+    seconds = time.perf_counter() - start
+    metrics = {
+        split: evaluate_recommender(model, data, split, ks=(5, 10, 20),
+                                    exclude_seen=exclude_seen)
+        for split in ("validation", "test")
+    }
+    result = {
+        "dataset": dataset,
+        "model": model_name,
+        "exclude_seen": exclude_seen,
+        "metrics": metrics,
+        "epochs": len(history.history["loss"]) if history else 0,
+        "best_epoch": history.best_epoch + 1 if history else 0,
+        "seconds_per_epoch": round(history.seconds_per_epoch, 2) if history else 0.0,
+        "total_seconds": round(seconds, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "config": {"prepare": DATASETS[dataset], "training": TRAINING if history else None,
+                   "seed": seed},
+        "data": data.describe()["filtered"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                   f"keras {keras.__version__} ({keras.backend.backend()})",
+        "command": command,
+    }
+    os.makedirs(os.path.join(RESULTS, dataset), exist_ok=True)
+    suffix = "_exclude_seen" if exclude_seen else ""
+    with open(os.path.join(RESULTS, dataset, f"{model_name}{suffix}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def render():
+    rows = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, "*", "*.json"))):
+        with open(path) as f:
+            rows.append(json.load(f))
+    baselines_first = {"pop": 0, "markov": 1}
+    rows.sort(key=lambda r: (r["dataset"], r["exclude_seen"],
+                             baselines_first.get(r["model"], 2), r["model"]))
+    lines = [
+        "| dataset | seen excluded | model | test HR@10 | test NDCG@10 | test MRR@10 | "
+        "test Cov@10 | val NDCG@10 | epochs | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for r in rows:
+        t, v = r["metrics"]["test"], r["metrics"]["validation"]
+        lines.append(
+            f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']} | "
+            f"{t['hr@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} | "
+            f"{t['coverage@10']:.4f} | {v['ndcg@10']:.4f} | {r['epochs']} | "
+            f"{r['seconds_per_epoch']} |"
+        )
+        if r["command"] not in commands:
+            commands.append(r["command"])
+    table = "\n".join(lines)
+    machine = rows[0]["machine"] if rows else ""
+    text = (
+        "# Benchmark results\n\nGenerated by `python benchmarks/run.py` from "
+        "`benchmarks/results/*/*.json`; do not edit by hand.\n\nProtocol: leave-one-out by "
+        "time, full ranking over every item, pessimistic ties, best epoch chosen on validation "
+        f"NDCG@10. Machine: {machine}.\n\n{table}\n\nProduced by:\n\n"
+        + "\n".join(f"    {c}" for c in commands) + "\n"
+    )
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write(text)
+    readme = os.path.join(ROOT, "README.md")
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    with open(readme) as f:
+        content = f.read()
+    if begin in content and end in content:
+        head, rest = content.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        block = (f"{begin}\n{table}\n\nCommands: "
+                 + "; ".join(f"`{c}`" for c in commands) + f"\n{end}")
+        with open(readme, "w") as f:
+            f.write(head + block + tail)
+    print(table)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="ml-latest-small", choices=sorted(DATASETS))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--models", nargs="+", default=None,
+                   help="default: the baselines and every registered model")
+    p.add_argument("--exclude-seen", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render-only", action="store_true")
+    args = p.parse_args(argv)
+    if not args.render_only:
+        import keras_seqrec as ks
+        from keras_seqrec.evaluation import BASELINES
+
+        data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset])
+        print(data)
+        command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        for name in args.models or [*BASELINES, *ks.available_models()]:
+            r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command)
+            t = r["metrics"]["test"]
+            print(f"{name:>15}: test HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
+                  f"({r['epochs']} epochs, {r['total_seconds']} s)", flush=True)
+    render()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""SavedModel export for TensorFlow Serving, and `Recommender` for answering requests in Python.
+
+The exported graph takes raw item ids and returns raw item ids: vocabulary lookup, padding,
+truncation, the model, exclusion of seen items, cold start and top-K all live inside it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from typing import Optional, Sequence, Union
+
+import keras
+import numpy as np
+
+from keras_seqrec.data import Vocabulary
+
+PathLike = Union[str, os.PathLike]
+CARD = "model_card.json"
+TITLES = "item_titles.json"
+
+
+def _next_version(export_dir: str) -> int:
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(d) for d in os.listdir(export_dir) if re.fullmatch(r"\d+", d)]
+    return max(versions, default=0) + 1
+
+
+def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: bool,
+                    item_counts: Optional[np.ndarray]):
+    """The export archive: `serving_default` and `score_all`, over raw string ids."""
+    import tensorflow as tf
+
+    from keras_seqrec.models.common import last_position_model
+
+    max_len = int(model.input_shape[-1])
+    size = vocabulary.size
+    if top_k < 1 or top_k > vocabulary.num_items:
+        raise ValueError(f"`top_k` must be in 1..{vocabulary.num_items}; got {top_k}.")
+    scorer = last_position_model(model)
+    keys = tf.constant([str(x) for x in vocabulary.ids])
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.range(1, size, dtype=tf.int64)),
+        default_value=0,
+    )
+    id_strings = tf.constant([""] + [str(x) for x in vocabulary.ids])
+    if item_counts is None:
+        cold = None
+    else:
+        counts = np.asarray(item_counts, dtype=np.float32).copy()
+        counts[0] = -np.inf
+        cold = tf.constant(counts[None, :])
+
+    def scores_for(history):
+        history = tf.strings.strip(history)
+        idx = table.lookup(history)  # unknown ids and "" padding -> 0
+        known = idx > 0
+        compact = tf.ragged.boolean_mask(idx, known)[:, -max_len:]
+        lengths = compact.row_lengths()
+        right = compact.to_tensor(default_value=0, shape=[None, max_len])
+        # Shift every row right so the most recent item sits in the last column.
+        cols = tf.range(max_len, dtype=tf.int64)[None, :] - (max_len - lengths)[:, None]
+        left = tf.where(cols >= 0,
+                        tf.gather(right, tf.maximum(cols, 0), batch_dims=1),
+                        tf.zeros_like(right))
+        scores = tf.cast(scorer(tf.cast(left, tf.int32), training=False), tf.float32)
+        has_known = tf.reduce_any(known, axis=1)
+        if cold is not None:
+            scores = tf.where(has_known[:, None], scores,
+                              tf.broadcast_to(cold, tf.shape(scores)))
+        if exclude_seen:
+            where = tf.where(known)
+            seen = tf.stack([where[:, 0], tf.gather_nd(idx, where)], axis=1)
+            scores = tf.tensor_scatter_nd_update(
+                scores, seen, tf.fill([tf.shape(seen)[0]], float("-inf"))
+            )
+        return scores
+
+    def serve(history):
+        scores = scores_for(history)
+        best = tf.math.top_k(scores, k=top_k)
+        return {"item_ids": tf.gather(id_strings, best.indices), "scores": best.values}
+
+    def score_all(history):
+        # Scores of every item in vocabulary order (item_ids[i] <-> scores[:, i]).
+        scores = scores_for(history)[:, 1:]
+        return {"scores": scores}
+
+    archive = keras.export.ExportArchive()
+    archive.track(scorer)
+    archive.track(table)
+    spec = [tf.TensorSpec([None, None], tf.string, name="history")]
+    archive.add_endpoint("serving_default", serve, input_signature=spec)
+    archive.add_endpoint("score_all", score_all, input_signature=spec)
+    return archive
+
+
+def _warmup_requests(path: str, model_name: str, max_len: int) -> bool:
+    """Write TF Serving warm-up requests (PredictionLog TFRecords); False if the protos are
+    missing (install `tensorflow-serving-api`)."""
+    try:
+        import tensorflow as tf
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        warnings.warn("tensorflow-serving-api is not installed: no warm-up requests written.")
+        return False
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch, length in ((1, 1), (1, max_len), (8, max_len)):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name,
+                                               signature_name="serving_default"),
+            )
+            request.inputs["history"].CopyFrom(
+                tf.make_tensor_proto(np.full((batch, length), "", dtype=object), dtype=tf.string)
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return True
+
+
+def export_saved_model(
+    model: keras.Model,
+    vocabulary: Vocabulary,
+    export_dir: Optional[PathLike] = None,
+    *,
+    top_k: int = 10,
+    version: Optional[int] = None,
+    exclude_seen: bool = True,
+    item_counts: Optional[np.ndarray] = None,
+    model_card: Optional[dict] = None,
+    titles: Optional[dict] = None,
+) -> str:
+    """Export a zoo model as a self-contained TF Serving SavedModel `<export_dir>/<version>/`.
+
+    Signatures (both take `history`: string `[batch, None]`, raw item ids, oldest first, rows
+    padded with empty strings; int ids are given as strings):
+
+    - `serving_default` -> `item_ids` string `[batch, top_k]`, `scores` float `[batch, top_k]`.
+    - `score_all` -> `scores` float `[batch, num_items]` in vocabulary order, for re-ranking.
+
+    Inside the graph: unknown ids are dropped (never mapped to an item), the most recent
+    `max_len` known items are left-padded, items already in the history are excluded
+    (`exclude_seen`), and a history with no known item (cold start) is answered with the most
+    popular training items (`item_counts`).
+
+    The version is written to a temporary folder and renamed into place, so TF Serving never
+    sees a half-written version; an existing version is never overwritten.
+
+    Args:
+        model: a zoo model.
+        vocabulary: the dataset's `Vocabulary`.
+        export_dir: model folder; default `saved_models/<model.name>`.
+        top_k: recommendations per request.
+        version: integer version; default: one more than the highest there.
+        exclude_seen: never recommend items already in the history.
+        item_counts: training interactions per item index (`data.item_counts()`), used for cold
+            start. Without it, cold-start users get the model's scores for an empty history.
+        model_card: metadata saved as `assets.extra/model_card.json`.
+        titles: optional `{raw id: title}` saved as `assets.extra/item_titles.json`.
+
+    Returns:
+        The path of the new version folder.
+
+    Example:
+
+    >>> import tempfile, keras_seqrec as ks
+    >>> vocab = ks.Vocabulary(list(range(100, 120)))
+    >>> model = ks.build_model("gru", vocab.num_items, 5, embedding_dim=8, hidden_dim=8)
+    >>> path = export_saved_model(model, vocab, tempfile.mkdtemp(), top_k=3)
+    >>> Recommender(path).recommend([["101", "105"]], k=3)[0][0].shape
+    (3,)
+    """
+    if export_dir is None:
+        export_dir = os.path.join("saved_models", model.name)
+    export_dir = os.fspath(export_dir)
+    if version is None:
+        version = _next_version(export_dir)
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer; got {version!r}.")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"{final} already exists; TF Serving versions are immutable. Pass another "
+            "`version`, or leave it out to use the next free one."
+        )
+    if model.output_shape[-1] != vocabulary.size:
+        raise ValueError(
+            f"The model scores {model.output_shape[-1]} columns but the vocabulary has "
+            f"{vocabulary.num_items} items (+1 padding)."
+        )
+    if item_counts is None:
+        warnings.warn("No `item_counts`: cold-start users get the empty-history scores.")
+    os.makedirs(export_dir, exist_ok=True)
+    # The temporary folder is a hidden sibling (same filesystem, so the rename is atomic, and
+    # TF Serving ignores non-numeric names).
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        archive = _serving_module(model, vocabulary, top_k, exclude_seen, item_counts)
+        archive.write_out(tmp, verbose=False)
+        extra = os.path.join(tmp, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        card = dict(model_card or {})
+        card.setdefault("model", model.name)
+        card.update(
+            serving={"top_k": top_k, "exclude_seen": exclude_seen,
+                     "max_len": int(model.input_shape[-1]), "num_items": vocabulary.num_items,
+                     "cold_start": "popularity" if item_counts is not None else "model",
+                     "signatures": ["serving_default", "score_all"]},
+            exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            versions=_versions(),
+        )
+        with open(os.path.join(extra, CARD), "w") as f:
+            json.dump(card, f, indent=2, default=str)
+        with open(os.path.join(extra, "vocabulary.json"), "w") as f:
+            json.dump(vocabulary.get_config(), f)
+        if titles:
+            with open(os.path.join(extra, TITLES), "w") as f:
+                json.dump({str(k): v for k, v in titles.items()}, f)
+        _warmup_requests(os.path.join(extra, "tf_serving_warmup_requests"), model.name,
+                         int(model.input_shape[-1]))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _versions() -> dict:
+    import keras_seqrec
+
+    out = {"keras_seqrec": keras_seqrec.__version__, "keras": keras.__version__}
+    try:
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def latest_version(path: PathLike) -> str:
+    """`path` itself if it is a SavedModel, else its highest numeric version folder."""
+    path = os.fspath(path)
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    version = _next_version(path) - 1
+    if version < 1:
+        raise FileNotFoundError(f"No SavedModel or version folder under {path!r}.")
+    return os.path.join(path, str(version))
+
+
+class Recommender:
+    """Answer `recommend(histories, k)` with raw ids and scores from an exported SavedModel.
+
+    Args:
+        path: a version folder, or a model folder (its latest version is used).
+
+    Example:
+
+    >>> rec = Recommender("saved_models/gru_attention")  # doctest: +SKIP
+    >>> ids, scores = rec.recommend([["1", "50", "33"]], k=5)[0]  # doctest: +SKIP
+    """
+
+    def __init__(self, path: PathLike):
+        import tensorflow as tf
+
+        self.path = latest_version(path)
+        self._loaded = tf.saved_model.load(self.path)
+        self._serve = self._loaded.signatures["serving_default"]
+        extra = os.path.join(self.path, "assets.extra")
+        with open(os.path.join(extra, CARD)) as f:
+            self.model_card = json.load(f)
+        self.top_k = self.model_card["serving"]["top_k"]
+        titles = os.path.join(extra, TITLES)
+        self.titles = {}
+        if os.path.exists(titles):
+            with open(titles) as f:
+                self.titles = json.load(f)
+
+    def recommend(self, histories: Sequence[Sequence], k: Optional[int] = None):
+        """For each history (raw ids, oldest first) the top-k `(item_ids, scores)` arrays."""
+        import tensorflow as tf
+
+        k = self.top_k if k is None else k
+        if k > self.top_k:
+            raise ValueError(f"This export returns at most top_k={self.top_k} items; got k={k}.")
+        rows = [[str(x) for x in h] for h in histories]
+        width = max([len(r) for r in rows] + [1])
+        padded = np.array([r + [""] * (width - len(r)) for r in rows], dtype=object)
+        out = self._serve(history=tf.constant(padded, dtype=tf.string))
+        ids = out["item_ids"].numpy().astype(str)[:, :k]
+        scores = out["scores"].numpy()[:, :k]
+        return [(ids[i], scores[i]) for i in range(len(rows))]
+
+    def describe(self) -> str:
+        """The model card as indented JSON."""
+        return json.dumps(self.model_card, indent=2)
