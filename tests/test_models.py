@@ -84,9 +84,14 @@ def test_training_steps_reduce_the_loss_and_train_the_tied_output(name):
     x = batch(n=16)
     y = np.where(x == 0, 0, (x % NUM_ITEMS) + 1).astype("int32")
     before = model.get_layer("item_embedding").get_weights()[0].copy()
+    trainable_before = [ops.convert_to_numpy(w) for w in model.trainable_weights]
     first = model.evaluate(x, y, verbose=0)
     model.fit(x, y, epochs=30, batch_size=16, verbose=0)
     assert model.evaluate(x, y, verbose=0) < 0.7 * first
+    # Every trainable weight really trains (a variable captured as a constant in the
+    # functional graph, e.g. a position table, would silently stay at its initial value).
+    for var, old in zip(model.trainable_weights, trainable_before):
+        assert not np.allclose(ops.convert_to_numpy(var), old), f"{var.path} did not change"
     after = model.get_layer("item_embedding").get_weights()[0]
     # Items that never appear in the input can only be trained through the tied output layer.
     absent = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), x)

@@ -2,13 +2,16 @@
 
 from keras_seqrec.layers.bahdanau_attention import CausalBahdanauAttention
 from keras_seqrec.layers.item_embedding import ItemEmbedding, ItemScores, mask_padding_logits
+from keras_seqrec.layers.position_embedding import CausalPaddingMask, PositionEmbedding
 from keras_seqrec.layers.positions import LastPosition, PaddingMask
 
 __all__ = [
     "CausalBahdanauAttention",
+    "CausalPaddingMask",
     "ItemEmbedding",
     "ItemScores",
     "LastPosition",
     "PaddingMask",
+    "PositionEmbedding",
     "mask_padding_logits",
 ]

@@ -32,14 +32,31 @@ class LastPosition(keras.layers.Layer):
 class PaddingMask(keras.layers.Layer):
     """`(batch, length)` item indices -> bool mask, True at real items (index != 0).
 
+    With `as_float=True` the mask is `(batch, length, 1)` in the compute dtype, ready to
+    multiply hidden states by.
+
     Example:
 
     >>> ops.convert_to_numpy(PaddingMask()(ops.array([[0, 4, 2]]))).tolist()
     [[False, True, True]]
     """
 
+    def __init__(self, as_float: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.as_float = bool(as_float)
+
     def call(self, inputs):
-        return ops.not_equal(inputs, 0)
+        real = ops.not_equal(inputs, 0)
+        if self.as_float:
+            return ops.expand_dims(ops.cast(real, self.compute_dtype), -1)
+        return real
 
     def compute_output_spec(self, inputs):
+        if self.as_float:
+            return keras.KerasTensor(tuple(inputs.shape) + (1,), dtype=self.compute_dtype)
         return keras.KerasTensor(inputs.shape, dtype="bool")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(as_float=self.as_float)
+        return config

@@ -1,0 +1,99 @@
+"""`sasrec`: self-attentive sequential recommendation (causal Transformer encoder)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_seqrec.layers import CausalPaddingMask, PaddingMask, PositionEmbedding
+from keras_seqrec.models import common
+from keras_seqrec.models.registry import register_model
+
+
+@register_model("sasrec")
+def sasrec(
+    num_items: int,
+    max_len: int,
+    embedding_dim: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 1,
+    dropout: float = 0.2,
+    tie_embeddings: bool = True,
+    item_embeddings: Optional[np.ndarray] = None,
+    freeze_item_embeddings: bool = False,
+) -> keras.Model:
+    """SASRec: item + learned position embeddings, causal self-attention blocks, tied scores.
+
+    Each block is pre-layer-norm multi-head self-attention (causal, padding keys masked) and a
+    point-wise feed-forward network, each with dropout and a residual connection; the sequence
+    is re-masked after every block so padding carries nothing. Scores are tied to the item
+    embedding. Train it with the default full softmax cross-entropy at every position
+    (Klenitskiy & Vasilev, RecSys 2023).
+
+    Args:
+        num_items: catalogue size without padding.
+        max_len: input length (left-padded item indices).
+        embedding_dim: width of items, positions and every block (the paper's hidden size).
+        num_layers: self-attention blocks.
+        num_heads: attention heads (must divide `embedding_dim`).
+        dropout: drop rate on embeddings, attention weights and feed-forward outputs.
+        tie_embeddings: score with the item embedding (as the paper does).
+        item_embeddings: optional `(num_items + 1, dim)` starting matrix.
+        freeze_item_embeddings: keep the item embedding fixed.
+
+    Returns:
+        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+
+    Example:
+
+    >>> from keras_seqrec import build_model
+    >>> build_model("sasrec", num_items=50, max_len=10).output_shape
+    (None, 10, 51)
+
+    Reference:
+        Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
+    """
+    common.validate_common(dropout=dropout, num_layers=num_layers)
+    embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
+    if num_heads < 1 or embedding_dim % num_heads:
+        raise ValueError(
+            f"`num_heads` must divide `embedding_dim` ({embedding_dim}); got {num_heads}."
+        )
+
+    # Inputs.
+    item_ids = common.item_input(max_len)
+    mask = common.padding_mask(item_ids)
+    attention_mask = CausalPaddingMask(name="attention_mask")(mask)
+    real = PaddingMask(as_float=True, name="real_positions")(item_ids)  # (batch, max_len, 1)
+
+    # Layers and graph.
+    embedding = common.item_embedding(num_items, embedding_dim)
+    x = layers.Rescaling(float(np.sqrt(embedding_dim)), name="embedding_scale")(
+        embedding(item_ids)
+    )
+    x = PositionEmbedding(max_len, name="position_embedding")(x)
+    x = layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = layers.Multiply(name="embedding_mask")([x, real])
+    for i in range(num_layers):
+        h = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_attention_norm")(x)
+        h = layers.MultiHeadAttention(
+            num_heads, embedding_dim // num_heads, dropout=dropout,
+            name=f"block_{i}_attention",
+        )(h, x, attention_mask=attention_mask)
+        x = layers.Add(name=f"block_{i}_attention_residual")([x, h])
+        h = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_ffn_norm")(x)
+        h = layers.Dense(embedding_dim, activation="relu", name=f"block_{i}_ffn_1")(h)
+        h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_1")(h)
+        h = layers.Dense(embedding_dim, name=f"block_{i}_ffn_2")(h)
+        h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_2")(h)
+        x = layers.Add(name=f"block_{i}_ffn_residual")([x, h])
+        x = layers.Multiply(name=f"block_{i}_mask")([x, real])
+    x = layers.LayerNormalization(epsilon=1e-8, name="final_norm")(x)
+    logits = common.output_head(x, embedding, tie_embeddings, num_items)
+
+    model = keras.Model(item_ids, logits, name="sasrec")
+    return common.finish(model, item_embeddings, freeze_item_embeddings)
+

@@ -1,0 +1,48 @@
+"""The models use keras.layers and keras.ops only: they build, train and reload on JAX too."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import os, tempfile
+    import numpy as np
+    import keras
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    import keras_seqrec as ks
+    from keras_seqrec.losses import SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 21, size=(32, 6)).astype("int32")
+    x[:4, :3] = 0
+    y = np.where(x == 0, 0, (x % 20) + 1).astype("int32")
+    for name in ks.available_models():
+        kwargs = {"embedding_dim": 8}
+        if ks.models.hyperparameters(name).get("item_embeddings", None) is not None:
+            kwargs = {"item_embeddings": rng.normal(size=(21, 8)).astype("float32")}
+        model = ks.build_model(name, 20, 6, **kwargs)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
+        first = model.evaluate(x, y, verbose=0)
+        model.fit(x, y, epochs=15, batch_size=16, verbose=0)
+        assert model.evaluate(x, y, verbose=0) < first, name
+        path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        model.save(path)
+        again = keras.saving.load_model(path)
+        np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
+        print("ok", name)
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_every_model_trains_and_round_trips_on_jax():
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras_seqrec as ks
+
+    assert result.stdout.count("ok ") == len(ks.available_models())
