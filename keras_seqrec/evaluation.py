@@ -103,22 +103,26 @@ _SCORERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class KerasScorer:
-    """Scores with a zoo model's last position only, one compiled function for all batches.
+    """Scores with a zoo model's last position only.
 
-    Batches are padded to a fixed size so the backend traces the function once.
+    Batches are padded to a fixed number of rows and their all-padding columns trimmed to a
+    bucketed width, so the backend traces few shapes and computes little padding.
     """
 
     def __init__(self, model, batch_size: int = 256):
-        from keras_seqrec.models.common import last_position_model
+        from keras_seqrec.models.common import last_position_model, model_max_len
 
         self.model = last_position_model(model)
+        self.max_len = model_max_len(model)
         self.batch_size = batch_size
 
     def score(self, inputs):
+        from keras_seqrec.data.pipeline import trim_padding
+
         n = len(inputs)
         out = []
         for start in range(0, n, self.batch_size):
-            chunk = inputs[start : start + self.batch_size]
+            chunk = trim_padding(inputs[start : start + self.batch_size], self.max_len)
             short = self.batch_size - len(chunk)
             if short:
                 chunk = np.concatenate([chunk, np.zeros((short, chunk.shape[1]), chunk.dtype)])

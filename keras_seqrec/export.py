@@ -37,9 +37,9 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
     """The export archive: `serving_default` and `score_all`, over raw string ids."""
     import tensorflow as tf
 
-    from keras_seqrec.models.common import last_position_model
+    from keras_seqrec.models.common import last_position_model, model_max_len
 
-    max_len = int(model.input_shape[-1])
+    max_len = model_max_len(model)
     size = vocabulary.size
     if top_k < 1 or top_k > vocabulary.num_items:
         raise ValueError(f"`top_k` must be in 1..{vocabulary.num_items}; got {top_k}.")
@@ -191,6 +191,8 @@ def export_saved_model(
             f"{final} already exists; TF Serving versions are immutable. Pass another "
             "`version`, or leave it out to use the next free one."
         )
+    from keras_seqrec.models.common import model_max_len
+
     if model.output_shape[-1] != vocabulary.size:
         raise ValueError(
             f"The model scores {model.output_shape[-1]} columns but the vocabulary has "
@@ -211,7 +213,7 @@ def export_saved_model(
         card.setdefault("model", model.name)
         card.update(
             serving={"top_k": top_k, "exclude_seen": exclude_seen,
-                     "max_len": int(model.input_shape[-1]), "num_items": vocabulary.num_items,
+                     "max_len": model_max_len(model), "num_items": vocabulary.num_items,
                      "cold_start": "popularity" if item_counts is not None else "model",
                      "signatures": ["serving_default", "score_all"]},
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -225,7 +227,7 @@ def export_saved_model(
             with open(os.path.join(extra, TITLES), "w") as f:
                 json.dump({str(k): v for k, v in titles.items()}, f)
         _warmup_requests(os.path.join(extra, "tf_serving_warmup_requests"), model.name,
-                         int(model.input_shape[-1]))
+                         model_max_len(model))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

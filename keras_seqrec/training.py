@@ -11,8 +11,10 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import SequenceDataset
+from keras_seqrec.data.pipeline import as_fit_input
 from keras_seqrec.evaluation import evaluate_recommender
 from keras_seqrec.losses import get_loss
+from keras_seqrec.models.common import model_max_len
 
 _METRIC_NAMES = ("hr", "ndcg", "mrr", "coverage")
 
@@ -130,6 +132,10 @@ def fit_recommender(
 ) -> keras.callbacks.History:
     """Train a zoo model on next-item targets at every real position, with validation.
 
+    Batches group sequences of similar length and drop their all-padding columns
+    (`data.training_batches`), so logits are computed at few padded positions; the loss
+    ignores the padded positions that remain.
+
     After each epoch the model is evaluated on the validation split with full ranking; training
     stops when `validation_metric` has not improved for `early_stopping_patience` epochs, and
     the best epoch's weights are restored (`restore_best`). The test split is never touched.
@@ -180,9 +186,9 @@ def fit_recommender(
             f"{data.num_items} items (+1 padding = {data.vocabulary.size}); build it with "
             "`num_items=data.num_items`."
         )
-    if model.input_shape[-1] not in (None, data.max_len):
+    if model_max_len(model) != data.max_len:
         raise ValueError(
-            f"The model takes sequences of length {model.input_shape[-1]} but the dataset has "
+            f"The model was built for max_len={model_max_len(model)} but the dataset has "
             f"max_len={data.max_len}; build it with `max_len=data.max_len`."
         )
     if len(data.validation) == 0:
@@ -193,7 +199,7 @@ def fit_recommender(
             optimizer=optimizer or keras.optimizers.Adam(learning_rate),
             loss=get_loss(loss),
         )
-    train = data.training_dataset(batch_size=batch_size, seed=seed)
+    train = as_fit_input(data.training_batches(batch_size=batch_size, seed=seed))
     validation = RankingValidation(
         data, metric=validation_metric, patience=early_stopping_patience,
         restore_best=restore_best, exclude_seen=exclude_seen, checkpoint_dir=checkpoint_dir,
@@ -210,7 +216,7 @@ def fit_recommender(
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir))
     all_callbacks.extend(callbacks)
     history = model.fit(train, epochs=epochs, callbacks=all_callbacks, verbose=verbose,
-                        shuffle=False)  # tf.data shuffles with `seed`
+                        shuffle=False)  # the batches shuffle themselves with `seed`
     history.best_epoch = validation.best_epoch
     history.best_score = validation.best
     history.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0

@@ -34,6 +34,16 @@ SCRIPT = textwrap.dedent("""
         again = keras.saving.load_model(path)
         np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
         print("ok", name)
+
+    # The whole fit_recommender path (bucketed batches, validation, early stopping) on JAX.
+    from keras_seqrec.testing import deterministic_log
+    from keras_seqrec.evaluation import evaluate_recommender
+    data = ks.prepare(deterministic_log(num_users=200, num_items=20, length=10), max_len=8)
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=16, hidden_dim=16)
+    ks.training.fit_recommender(model, data, epochs=12, batch_size=32, learning_rate=1e-2,
+                                early_stopping_patience=12, verbose=0)
+    assert evaluate_recommender(model, data, "test", ks=[1])["hr@1"] >= 0.9
+    print("fit_recommender ok")
 """)
 
 
@@ -46,3 +56,4 @@ def test_every_model_trains_and_round_trips_on_jax():
     import keras_seqrec as ks
 
     assert result.stdout.count("ok ") == len(ks.available_models())
+    assert "fit_recommender ok" in result.stdout

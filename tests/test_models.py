@@ -45,6 +45,7 @@ def test_output_shape_and_padding_gets_no_probability(name):
     model = small_model(name)
     logits = model(batch(), training=False)
     assert tuple(logits.shape) == (4, MAX_LEN, NUM_ITEMS + 1)
+    assert ks.models.model_max_len(model) == MAX_LEN
     probs = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
     assert np.all(probs[..., 0] == 0.0)
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
@@ -61,6 +62,21 @@ def test_causal_outputs_do_not_see_the_future(name):
         out = ops.convert_to_numpy(model(changed, training=False))
         np.testing.assert_allclose(out[:, : t + 1], reference[:, : t + 1], rtol=1e-5, atol=1e-5)
         assert not np.allclose(out[:, t + 1:], reference[:, t + 1:])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trimmed_padding_and_long_inputs_give_the_same_scores(name):
+    # Training and evaluation drop all-padding columns; longer inputs are cut to max_len.
+    model = small_model(name)
+    x = batch()
+    x[:, :3] = 0  # three leading padding columns in every row
+    full = ops.convert_to_numpy(model(x, training=False))
+    trimmed = ops.convert_to_numpy(model(x[:, 3:], training=False))
+    np.testing.assert_allclose(trimmed, full[:, 3:], rtol=1e-4, atol=1e-5)
+    longer = np.concatenate([np.ones((len(x), 4), x.dtype), x], axis=1)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(model(longer, training=False)), full
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)

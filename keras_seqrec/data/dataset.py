@@ -125,6 +125,15 @@ class SequenceDataset:
         return make_training_dataset(inputs, targets, batch_size=batch_size, seed=seed,
                                      shuffle=shuffle)
 
+    def training_batches(self, batch_size: int = 128, seed: int = 0, shuffle: bool = True):
+        """Length-bucketed `(inputs, targets)` batches for `model.fit` (see `BucketedBatches`):
+        the same pairs as `training_arrays`, with padding columns trimmed per batch."""
+        from keras_seqrec.data.pipeline import BucketedBatches
+
+        inputs, targets = self.training_arrays()
+        return BucketedBatches(inputs, targets, batch_size=batch_size, max_len=self.max_len,
+                               seed=seed, shuffle=shuffle)
+
     def titles(self, indices) -> list[str]:
         """Display names of item indices: the title when the dataset has one, else the raw id."""
         raw = self.vocabulary.to_ids(indices)

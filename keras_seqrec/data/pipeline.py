@@ -1,7 +1,10 @@
-"""`tf.data` input pipelines for training."""
+"""Training input pipelines: a `tf.data` pipeline and length-bucketed batches for `fit`."""
 
 from __future__ import annotations
 
+import math
+
+import keras
 import numpy as np
 
 
@@ -25,3 +28,107 @@ def make_training_dataset(
     if shuffle:
         ds = ds.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def bucket_length(length: int, max_len: int, num_buckets: int = 8) -> int:
+    """Round a real sequence length up to one of at most `num_buckets + 1` widths <= max_len.
+
+    Few distinct widths mean few traces/compilations of the training and scoring functions.
+
+    Example:
+
+    >>> [bucket_length(n, 50) for n in (1, 8, 9, 47, 50)]
+    [8, 8, 16, 48, 50]
+    """
+    step = max(8, math.ceil(max_len / num_buckets))
+    return int(min(max_len, max(step, math.ceil(length / step) * step)))
+
+
+def trim_padding(batch: np.ndarray, max_len: int) -> np.ndarray:
+    """Drop leading all-padding columns of a left-padded batch, keeping a bucketed width."""
+    real = batch != 0
+    if not real.any():
+        return batch[:, -1:]
+    longest = batch.shape[1] - int(np.argmax(real.any(axis=0)))
+    width = bucket_length(longest, max_len)
+    return batch[:, -width:]
+
+
+class BucketedBatches(keras.utils.PyDataset):
+    """Shuffled `(inputs, targets)` batches of similar lengths, with padding columns trimmed.
+
+    Each epoch the windows are shuffled (seeded by `seed` and the epoch number), grouped into
+    chunks of 50 batches, sorted by length inside each chunk and cut into batches whose order
+    is shuffled again; every batch is then cut to its longest sequence rounded up to a bucket
+    width. Logits are therefore computed at far fewer padded positions, and every example is
+    used once per epoch (the last partial batch is kept). Backend-independent (no tf.data).
+
+    Example:
+
+    >>> x = np.array([[0, 0, 1], [0, 2, 3], [0, 0, 4]])
+    >>> batches = BucketedBatches(x, x, batch_size=2, max_len=3)
+    >>> len(batches), sum(len(b[0]) for b in (batches[0], batches[1]))
+    (2, 3)
+    """
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, *, batch_size: int = 128,
+                 max_len: int | None = None, seed: int = 0, shuffle: bool = True,
+                 chunk_batches: int = 50):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
+        self.inputs = np.asarray(inputs, dtype=np.int32)
+        self.targets = np.asarray(targets, dtype=np.int32)
+        self.batch_size = batch_size
+        self.max_len = max_len or inputs.shape[1]
+        self.seed = seed
+        self.shuffle = shuffle
+        self.chunk = chunk_batches * batch_size
+        self.lengths = (inputs != 0).sum(axis=1)
+        self.epoch = 0
+        self._plan()
+
+    def _plan(self):
+        n = len(self.inputs)
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            self.batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n)
+        batches = []
+        for start in range(0, n, self.chunk):
+            chunk = order[start:start + self.chunk]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + self.batch_size]
+                           for i in range(0, len(chunk), self.batch_size))
+        self.batches = [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self):
+        return math.ceil(len(self.inputs) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.batches[index]
+        width = bucket_length(int(self.lengths[rows].max()), self.max_len)
+        return self.inputs[rows, -width:], self.targets[rows, -width:]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._plan()
+
+
+def as_fit_input(batches: BucketedBatches):
+    """What to give `model.fit`: the batches themselves, or on the TensorFlow backend a
+    `tf.data` generator over them declaring a variable width (Keras would otherwise fix the
+    width it saw in the first batches)."""
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    def generate():
+        for i in range(len(batches)):
+            yield batches[i]
+        batches.on_epoch_end()
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec)).prefetch(2)

@@ -3,7 +3,7 @@
 from keras_seqrec.layers.bahdanau_attention import CausalBahdanauAttention
 from keras_seqrec.layers.item_embedding import ItemEmbedding, ItemScores, mask_padding_logits
 from keras_seqrec.layers.position_embedding import CausalPaddingMask, PositionEmbedding
-from keras_seqrec.layers.positions import LastPosition, PaddingMask
+from keras_seqrec.layers.positions import LastPosition, PaddingMask, TruncateSequence
 
 __all__ = [
     "CausalBahdanauAttention",
@@ -13,5 +13,6 @@ __all__ = [
     "LastPosition",
     "PaddingMask",
     "PositionEmbedding",
+    "TruncateSequence",
     "mask_padding_logits",
 ]

@@ -38,6 +38,9 @@ class PositionEmbedding(keras.layers.Layer):
         table = ops.cast(self.positions[self.max_len - length:], inputs.dtype)
         return inputs + ops.expand_dims(table, 0)
 
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(max_len=self.max_len,

@@ -60,3 +60,36 @@ class PaddingMask(keras.layers.Layer):
         config = super().get_config()
         config.update(as_float=self.as_float)
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class TruncateSequence(keras.layers.Layer):
+    """Keep the most recent `max_len` positions of left-padded sequences.
+
+    Zoo models take inputs of any length: a shorter batch (trimmed padding) costs less, and a
+    longer history is cut to the `max_len` items the model was built for. `max_len` is kept in
+    this layer's config, so `model_max_len(model)` can read it back.
+
+    Example:
+
+    >>> ops.convert_to_numpy(TruncateSequence(2)(ops.array([[0, 5, 6, 7]]))).tolist()
+    [[6, 7]]
+    """
+
+    def __init__(self, max_len: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len = int(max_len)
+
+    def call(self, inputs):
+        return inputs[:, -self.max_len:]
+
+    def compute_output_spec(self, inputs):
+        length = inputs.shape[1]
+        if length is not None:
+            length = min(length, self.max_len)
+        return keras.KerasTensor((inputs.shape[0], length), dtype=inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_len=self.max_len)
+        return config

@@ -6,14 +6,33 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_seqrec.layers import ItemEmbedding, ItemScores, LastPosition, PaddingMask
+from keras_seqrec.layers import (
+    ItemEmbedding,
+    ItemScores,
+    LastPosition,
+    PaddingMask,
+    TruncateSequence,
+)
 
 SEQUENCE_OUTPUT = "sequence_output"
 
 
-def item_input(max_len: int) -> keras.KerasTensor:
-    """The model input: left-padded item indices, 0 = padding."""
-    return keras.Input(shape=(max_len,), dtype="int32", name="item_ids")
+def item_input(max_len: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model input, left-padded item indices (0 = padding) of any length, and the same
+    cut to its most recent `max_len` items, which the rest of the model reads."""
+    item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
+    return item_ids, TruncateSequence(max_len, name="truncate")(item_ids)
+
+
+def model_max_len(model: keras.Model) -> int:
+    """The input length a zoo model was built for."""
+    try:
+        return model.get_layer("truncate").max_len
+    except ValueError:
+        length = model.input_shape[-1]
+        if length is None:
+            raise ValueError(f"Cannot tell the max_len of model {model.name!r}.") from None
+        return int(length)
 
 
 def padding_mask(item_ids) -> keras.KerasTensor:
@@ -74,7 +93,7 @@ def output_layer(model: keras.Model):
 def last_position_model(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s weights that outputs logits at the last position only.
 
-    `(batch, max_len) -> (batch, num_items + 1)`. Evaluation and serving use it so that only
+    `(batch, length) -> (batch, num_items + 1)`. Evaluation and serving use it so that only
     the scores they need are computed and moved off the device.
     """
     hidden = LastPosition(name="last_position")(model.get_layer(SEQUENCE_OUTPUT).output)

@@ -48,14 +48,15 @@ def gru_attention(
         freeze_item_embeddings: keep the item embedding fixed.
 
     Returns:
-        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+        A functional model: left-padded item indices `(batch, length)` -> logits
+        `(batch, min(length, max_len), num_items + 1)`.
 
     Example:
 
     >>> from keras_seqrec import build_model
     >>> model = build_model("gru_attention", num_items=50, max_len=10)
     >>> attention_weights_model(model).output_shape
-    (None, 10, 10)
+    (None, None, None)
 
     Reference:
         Bahdanau et al., ICLR 2015; Li et al., "Neural Attentive Session-based Recommendation"
@@ -65,12 +66,12 @@ def gru_attention(
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
 
     # Inputs.
-    item_ids = common.item_input(max_len)
-    mask = common.padding_mask(item_ids)
+    item_ids, ids = common.item_input(max_len)
+    mask = common.padding_mask(ids)
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
-    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(item_ids))
+    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(ids))
     states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
     context, _ = CausalBahdanauAttention(attention_units, name=ATTENTION)(
         states, padding_mask=mask
@@ -85,7 +86,7 @@ def gru_attention(
 
 
 def attention_weights_model(model: keras.Model) -> keras.Model:
-    """`(batch, max_len)` -> attention weights `(batch, max_len, max_len)` of a `gru_attention`.
+    """`(batch, length)` -> attention weights `(batch, length, length)` of a `gru_attention`.
 
     `weights[b, t, s]` is how much position t attends to position s (0 for s > t and padding).
     """

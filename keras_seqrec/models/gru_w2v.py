@@ -32,7 +32,7 @@ def gru_w2v(
     >>> from keras_seqrec import build_model
     >>> matrix = np.random.default_rng(0).normal(size=(51, 16)).astype("float32")
     >>> build_model("gru_w2v", num_items=50, max_len=10, item_embeddings=matrix).output_shape
-    (None, 10, 51)
+    (None, None, 51)
     """
     if item_embeddings is None:
         raise ValueError(

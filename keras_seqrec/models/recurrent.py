@@ -40,12 +40,12 @@ def build_recurrent(
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
 
     # Inputs.
-    item_ids = common.item_input(max_len)
-    mask = common.padding_mask(item_ids)
+    item_ids, ids = common.item_input(max_len)
+    mask = common.padding_mask(ids)
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
-    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(item_ids))
+    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(ids))
     x = recurrent_states(x, mask, cell, hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
@@ -90,13 +90,14 @@ def _register(cell: str, doc_name: str):
         freeze_item_embeddings: keep the item embedding fixed (with tied output, the output too).
 
     Returns:
-        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+        A functional model: left-padded item indices `(batch, length)` -> logits
+        `(batch, min(length, max_len), num_items + 1)`.
 
     Example:
 
     >>> from keras_seqrec import build_model
     >>> build_model("{cell}", num_items=50, max_len=10).output_shape
-    (None, 10, 51)
+    (None, None, 51)
     """
     return builder
 

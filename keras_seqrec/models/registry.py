@@ -69,14 +69,16 @@ def build_model(name: str, num_items: int, max_len: int, **hyperparams) -> keras
         **hyperparams: the builder's keyword arguments (see `hyperparameters(name)`).
 
     Returns:
-        A functional `keras.Model` mapping left-padded item indices `(batch, max_len)` to logits
-        `(batch, max_len, num_items + 1)` (column 0, padding, is masked to -1e9).
+        A functional `keras.Model` mapping left-padded item indices `(batch, length)` to logits
+        `(batch, min(length, max_len), num_items + 1)` (column 0, padding, is masked to -1e9).
+        Inputs longer than `max_len` are cut to their most recent `max_len` items; shorter
+        ones (trimmed padding) give the same scores for the real positions, cheaper.
 
     Example:
 
     >>> model = build_model("gru_attention", num_items=100, max_len=20)
     >>> model.output_shape
-    (None, 20, 101)
+    (None, None, 101)
     """
     builder = get_builder(name)
     valid = hyperparameters(name)

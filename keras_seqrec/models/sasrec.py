@@ -45,13 +45,14 @@ def sasrec(
         freeze_item_embeddings: keep the item embedding fixed.
 
     Returns:
-        A functional model `(batch, max_len)` -> logits `(batch, max_len, num_items + 1)`.
+        A functional model: left-padded item indices `(batch, length)` -> logits
+        `(batch, min(length, max_len), num_items + 1)`.
 
     Example:
 
     >>> from keras_seqrec import build_model
     >>> build_model("sasrec", num_items=50, max_len=10).output_shape
-    (None, 10, 51)
+    (None, None, 51)
 
     Reference:
         Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
@@ -64,15 +65,15 @@ def sasrec(
         )
 
     # Inputs.
-    item_ids = common.item_input(max_len)
-    mask = common.padding_mask(item_ids)
+    item_ids, ids = common.item_input(max_len)
+    mask = common.padding_mask(ids)
     attention_mask = CausalPaddingMask(name="attention_mask")(mask)
-    real = PaddingMask(as_float=True, name="real_positions")(item_ids)  # (batch, max_len, 1)
+    real = PaddingMask(as_float=True, name="real_positions")(ids)  # (batch, max_len, 1)
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
     x = layers.Rescaling(float(np.sqrt(embedding_dim)), name="embedding_scale")(
-        embedding(item_ids)
+        embedding(ids)
     )
     x = PositionEmbedding(max_len, name="position_embedding")(x)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
