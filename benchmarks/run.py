@@ -31,6 +31,7 @@ DATASETS = {
     "ml-100k": dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5,
                     max_len=50),
     "amazon-beauty": dict(max_len=50),
+    "ml-1m": dict(max_len=200),
 }
 TRAINING = dict(epochs=40, batch_size=64, learning_rate=5e-3, early_stopping_patience=8)
 
@@ -41,12 +42,15 @@ def load(name, data_dir):
     if name == "amazon-beauty":
         return datasets.read_sequences(os.path.join(data_dir or SHARED, "amazon-beauty",
                                                     "Beauty.txt"))
+    if name == "ml-1m":  # SASRec's preprocessed file, the standard sequential benchmark
+        return datasets.read_sequences(os.path.join(data_dir or SHARED, "ml-1m",
+                                                    "ml-1m.txt.gz"))
     if name == "ml-latest-small":
         return datasets.load(name, data_dir=data_dir)
     return datasets.load(name, data_dir=os.path.join(data_dir or SHARED, name), download=False)
 
 
-def run_one(dataset, model_name, data, exclude_seen, seed, command):
+def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag=""):
     import keras
 
     import keras_seqrec as ks
@@ -59,29 +63,37 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command):
     if model_name in BASELINES:
         model = BASELINES[model_name](data)
     else:
-        hyper = {}
+        hyper = dict(params)
         if ks.models.hyperparameters(model_name).get("item_embeddings", None) is not None:
             hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         history = fit_recommender(model, data, seed=seed, verbose=0, exclude_seen=exclude_seen,
-                                  **TRAINING)
+                                  **training)
     seconds = time.perf_counter() - start
     metrics = {
         split: evaluate_recommender(model, data, split, ks=(5, 10, 20),
                                     exclude_seen=exclude_seen)
         for split in ("validation", "test")
     }
+    # The same model under the other seen-items setting, for comparison with papers either way.
+    alt = {
+        split: evaluate_recommender(model, data, split, ks=(10,),
+                                    exclude_seen=not exclude_seen)
+        for split in ("validation", "test")
+    }
     result = {
         "dataset": dataset,
-        "model": model_name,
+        "model": model_name + (f" ({tag})" if tag else ""),
         "exclude_seen": exclude_seen,
         "metrics": metrics,
+        "metrics_with_exclude_seen_" + str(not exclude_seen).lower(): alt,
         "epochs": len(history.history["loss"]) if history else 0,
         "best_epoch": history.best_epoch + 1 if history else 0,
         "seconds_per_epoch": round(history.seconds_per_epoch, 2) if history else 0.0,
         "total_seconds": round(seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "config": {"prepare": DATASETS[dataset], "training": TRAINING if history else None,
+        "config": {"prepare": DATASETS[dataset], "training": training if history else None,
+                   "hyperparameters": {k: v for k, v in params.items()} if history else None,
                    "seed": seed},
         "data": data.describe()["filtered"],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -89,7 +101,7 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command):
         "command": command,
     }
     os.makedirs(os.path.join(RESULTS, dataset), exist_ok=True)
-    suffix = "_exclude_seen" if exclude_seen else ""
+    suffix = ("_exclude_seen" if exclude_seen else "") + (f"_{tag}" if tag else "")
     with open(os.path.join(RESULTS, dataset, f"{model_name}{suffix}.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -147,13 +159,26 @@ def render():
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ml-latest-small", choices=sorted(DATASETS))
+    p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--models", nargs="+", default=None,
                    help="default: the baselines and every registered model")
     p.add_argument("--exclude-seen", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=TRAINING["epochs"])
+    p.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
+    p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
     p.add_argument("--render-only", action="store_true")
     args = p.parse_args(argv)
+    training = dict(epochs=args.epochs, batch_size=args.batch_size,
+                    learning_rate=args.learning_rate, early_stopping_patience=args.patience)
+    params = {}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        params[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
     if not args.render_only:
         import keras_seqrec as ks
         from keras_seqrec.evaluation import BASELINES
@@ -162,7 +187,8 @@ def main(argv=None):
         print(data)
         command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
         for name in args.models or [*BASELINES, *ks.available_models()]:
-            r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command)
+            r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command,
+                        training, params, args.tag)
             t = r["metrics"]["test"]
             print(f"{name:>15}: test HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
                   f"({r['epochs']} epochs, {r['total_seconds']} s)", flush=True)

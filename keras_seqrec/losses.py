@@ -1,9 +1,31 @@
-"""Training losses over next-item logits; every one ignores padded positions (target 0)."""
+"""Training losses over next-item scores; every one ignores padded positions (target 0).
+
+Two families:
+
+- `SoftmaxCrossEntropy` takes full logits `(batch, length, num_items + 1)`.
+- Sampled losses (`SampledSoftmax`, `BinaryCrossEntropy`, `GBCE`, `BPRMax`, `TOP1Max`) take
+  candidate scores `(batch, length, 1 + num_negatives)`: column 0 is the target's score, the
+  others are sampled negatives' scores (accidental hits, negatives equal to the target, already
+  set to a very negative score). `fit_recommender` builds those scores without ever computing
+  logits over the whole catalogue, so memory does not grow with it.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+_NEG = -1e9
+
+
+def _masked_mean(per_position, y_true):
+    real = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), 0), "float32")
+    return ops.sum(per_position * real) / ops.maximum(ops.sum(real), 1.0)
+
+
+def _valid_negatives(scores):
+    """1.0 where a negative's score is a real score, 0.0 where it was masked (accidental hit)."""
+    return ops.cast(ops.greater(scores[..., 1:], _NEG / 2), "float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
@@ -15,7 +37,7 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
     over positions where `y_true != 0` (not over all positions, so batches with more padding
     are not down-weighted). Use it by default: it is exact, and it is what SASRec needs to beat
     its published numbers (Klenitskiy & Vasilev, RecSys 2023). Its cost grows with the
-    catalogue, so for very large catalogues use a sampled loss.
+    catalogue, so for very large catalogues use `SampledSoftmax`.
 
     Example:
 
@@ -26,6 +48,8 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
     0.6931
     """
 
+    sampled = False
+
     def __init__(self, name: str = "softmax_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
@@ -33,11 +57,198 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
         y_true = ops.cast(y_true, "int32")
         y_pred = ops.cast(y_pred, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        real = ops.cast(ops.not_equal(y_true, 0), "float32")
-        return ops.sum(per_position * real) / ops.maximum(ops.sum(real), 1.0)
+        return _masked_mean(per_position, y_true)
 
 
-LOSSES = {"softmax": SoftmaxCrossEntropy}
+class _SampledLoss(keras.losses.Loss):
+    """Base of the sampled losses: how `fit_recommender` should draw negatives.
+
+    Args:
+        num_negatives: negatives per step (`shared_negatives`) or per position.
+        alpha: sampling exponent: negatives are drawn with probability proportional to
+            `count(item) ** alpha` (0 = uniform, 1 = popularity).
+    """
+
+    sampled = True
+    shared_negatives = True  # one set of negatives for the whole batch (cheap matmul)
+    log_q_correction = False
+
+    def __init__(self, num_negatives: int = 256, alpha: float = 0.0, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if num_negatives < 1:
+            raise ValueError(f"`num_negatives` must be >= 1; got {num_negatives}.")
+        self.num_negatives = int(num_negatives)
+        self.alpha = float(alpha)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_negatives=self.num_negatives, alpha=self.alpha)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class SampledSoftmax(_SampledLoss):
+    """Softmax cross-entropy over the target and sampled negatives, with log-Q correction.
+
+    Negatives are shared by the whole batch and drawn with probability `q(i)` proportional to
+    `count(i) ** alpha`; every candidate's score is corrected by `-log q(i)` before the softmax
+    (done when the scores are built), which makes the estimate consistent with the full
+    softmax. Use it when the catalogue is too large for `SoftmaxCrossEntropy`; with a few
+    thousand negatives it matches full softmax quality (Klenitskiy & Vasilev, RecSys 2023).
+
+    Example:
+
+    >>> scores = ops.array([[[2.0, 0.0, 0.0]]])  # target scores 2, two negatives score 0
+    >>> round(float(SampledSoftmax(num_negatives=2)(ops.array([[5]]), scores)), 4)
+    0.2395
+    """
+
+    log_q_correction = True
+
+    def __init__(self, num_negatives: int = 256, alpha: float = 1.0,
+                 name: str = "sampled_softmax", **kwargs):
+        super().__init__(num_negatives, alpha, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        per_position = ops.logsumexp(y_pred, axis=-1) - y_pred[..., 0]
+        return _masked_mean(per_position, y_true)
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class BinaryCrossEntropy(_SampledLoss):
+    """Binary cross-entropy: the target is a positive, each sampled item a negative.
+
+    `-log sigmoid(s+) - sum_j log(1 - sigmoid(s_j))` per position: the original SASRec loss
+    with one uniformly drawn negative per position (`num_negatives=1`, `alpha=0`). Cheap, but
+    it ranks worse than softmax losses (its scores are overconfident; see `GBCE`).
+
+    Example:
+
+    >>> scores = ops.array([[[0.0, 0.0]]])
+    >>> round(float(BinaryCrossEntropy(num_negatives=1)(ops.array([[3]]), scores)), 4)  # 2 log 2
+    1.3863
+    """
+
+    shared_negatives = False
+
+    def __init__(self, num_negatives: int = 1, alpha: float = 0.0,
+                 name: str = "binary_cross_entropy", **kwargs):
+        super().__init__(num_negatives, alpha, name=name, **kwargs)
+
+    beta = 1.0  # weight of the positive term (GBCE changes it)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        positive = -self.beta * ops.log_sigmoid(y_pred[..., 0])
+        negatives = -ops.sum(ops.log_sigmoid(-y_pred[..., 1:]) * _valid_negatives(y_pred),
+                             axis=-1)
+        return _masked_mean(positive + negatives, y_true)
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class GBCE(BinaryCrossEntropy):
+    """Generalised BCE (gSASRec): the positive term raised to the power `beta`.
+
+    `beta = a * (t * (1 - 1/a) + 1/a)` with `a = num_negatives / (num_items - 1)` the sampling
+    rate and `t` in [0, 1] the calibration: `t = 0` is plain BCE, `t = 1` fully corrects the
+    overconfidence that negative sampling causes. Use it to train with few negatives and still
+    rank well (Petrov & Macdonald, RecSys 2023). `fit_recommender` sets `num_items`.
+
+    Example:
+
+    >>> loss = GBCE(num_negatives=1, t=1.0)
+    >>> loss.set_num_items(3)  # a = 1/2: beta = 0.5 * (1 * (1 - 2) + 2) = 0.5
+    >>> loss.beta
+    0.5
+    """
+
+    def __init__(self, num_negatives: int = 256, t: float = 0.75, alpha: float = 0.0,
+                 name: str = "gbce", **kwargs):
+        super().__init__(num_negatives, alpha, name=name, **kwargs)
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"`t` must be in [0, 1]; got {t}.")
+        self.t = float(t)
+
+    def set_num_items(self, num_items: int) -> None:
+        """Set `beta` from the catalogue size (before training starts)."""
+        a = min(1.0, self.num_negatives / max(num_items - 1, 1))
+        self.beta = a * (self.t * (1.0 - 1.0 / a) + 1.0 / a)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(t=self.t)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class BPRMax(_SampledLoss):
+    """BPR-max (GRU4Rec): BPR against negatives weighted by their softmax, plus regularisation.
+
+    With `w_j = softmax_j(s_j)` over the negatives: `-log sum_j w_j sigmoid(s+ - s_j)
+    + reg * sum_j w_j s_j^2`. The softmax focuses on the highest-scoring (hardest) negatives;
+    the score regularisation is part of the loss, not optional decoration. GRU4Rec's choice
+    with many (thousands) popularity-sampled negatives (Hidasi & Karatzoglou, CIKM 2018).
+
+    Example:
+
+    >>> scores = ops.array([[[1.0, 0.0, 0.0]]])  # w = (1/2, 1/2)
+    >>> round(float(BPRMax(num_negatives=2, reg=1.0)(ops.array([[4]]), scores)), 4)
+    0.3133
+    """
+
+    def __init__(self, num_negatives: int = 2048, alpha: float = 0.75, reg: float = 1.0,
+                 name: str = "bpr_max", **kwargs):
+        super().__init__(num_negatives, alpha, name=name, **kwargs)
+        self.reg = float(reg)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        positive, negatives = y_pred[..., :1], y_pred[..., 1:]
+        weights = ops.softmax(negatives, axis=-1)  # masked negatives (-1e9) get weight 0
+        valid = _valid_negatives(y_pred)
+        bpr = ops.sum(weights * ops.sigmoid(positive - negatives), axis=-1)
+        reg = ops.sum(weights * ops.square(negatives * valid), axis=-1)
+        return _masked_mean(-ops.log(bpr + 1e-24) + self.reg * reg, y_true)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(reg=self.reg)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class TOP1Max(_SampledLoss):
+    """TOP1-max (GRU4Rec): `sum_j w_j (sigmoid(s_j - s+) + sigmoid(s_j^2))`, `w = softmax(s_j)`.
+
+    Example:
+
+    >>> scores = ops.array([[[0.0, 0.0]]])  # one negative: sigmoid(0) + sigmoid(0) = 1
+    >>> round(float(TOP1Max(num_negatives=1)(ops.array([[2]]), scores)), 4)
+    1.0
+    """
+
+    def __init__(self, num_negatives: int = 2048, alpha: float = 0.75,
+                 name: str = "top1_max", **kwargs):
+        super().__init__(num_negatives, alpha, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        positive, negatives = y_pred[..., :1], y_pred[..., 1:]
+        weights = ops.softmax(negatives, axis=-1)
+        valid = _valid_negatives(y_pred)
+        terms = ops.sigmoid(negatives - positive) + ops.sigmoid(ops.square(negatives * valid))
+        return _masked_mean(ops.sum(weights * terms, axis=-1), y_true)
+
+
+LOSSES = {
+    "softmax": SoftmaxCrossEntropy,
+    "sampled_softmax": SampledSoftmax,
+    "bce": BinaryCrossEntropy,
+    "gbce": GBCE,
+    "bpr_max": BPRMax,
+    "top1_max": TOP1Max,
+}
 
 
 def get_loss(loss) -> keras.losses.Loss:

@@ -11,10 +11,12 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import SequenceDataset
-from keras_seqrec.data.pipeline import as_fit_input
+from keras_seqrec.data.pipeline import SampledBatches, as_fit_input
 from keras_seqrec.evaluation import evaluate_recommender
+from keras_seqrec.layers import CandidateLogits, FirstRow
 from keras_seqrec.losses import get_loss
-from keras_seqrec.models.common import model_max_len
+from keras_seqrec.models.common import SEQUENCE_OUTPUT, model_max_len, output_layer
+from keras_seqrec.sampling import PopularitySampler
 
 _METRIC_NAMES = ("hr", "ndcg", "mrr", "coverage")
 
@@ -38,13 +40,15 @@ class RankingValidation(keras.callbacks.Callback):
     best score are saved there, so a resumed run remembers them.
     """
 
-    def __init__(self, data: SequenceDataset, *, metric: str = "ndcg@10", patience: int = 3,
+    def __init__(self, data: SequenceDataset, *, model: Optional[keras.Model] = None,
+                 metric: str = "ndcg@10", patience: int = 3,
                  restore_best: bool = True, ks: Sequence[int] = (10,),
                  exclude_seen: bool = False, batch_size: int = 256,
                  checkpoint_dir: Optional[str] = None, verbose: int = 1):
         super().__init__()
         _parse_metric(metric)
         self.data = data
+        self.eval_model = model  # the zoo model; None: the model being fitted
         self.metric = metric
         self.patience = patience
         self.restore_best = restore_best
@@ -71,6 +75,10 @@ class RankingValidation(keras.callbacks.Callback):
                 state = json.load(f)
             self.best, self.best_epoch = state["best"], state["best_epoch"]
 
+    @property
+    def target(self) -> keras.Model:
+        return self.eval_model if self.eval_model is not None else self.model
+
     def on_train_begin(self, logs=None):
         path = self._state_path()
         if path and os.path.exists(self._weights_path()) and self.best_weights is None:
@@ -80,7 +88,7 @@ class RankingValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         metrics = evaluate_recommender(
-            self.model, self.data, "validation", ks=self.ks, exclude_seen=self.exclude_seen,
+            self.target, self.data, "validation", ks=self.ks, exclude_seen=self.exclude_seen,
             batch_size=self.batch_size,
         )
         for key, value in metrics.items():
@@ -89,7 +97,7 @@ class RankingValidation(keras.callbacks.Callback):
         score = metrics[self.metric]
         if score > self.best:
             self.best, self.best_epoch = score, epoch
-            self.best_weights = self.model.get_weights()
+            self.best_weights = self.target.get_weights()
             if self.checkpoint_dir:
                 os.makedirs(self.checkpoint_dir, exist_ok=True)
                 np.savez(self._weights_path(),
@@ -105,7 +113,7 @@ class RankingValidation(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.restore_best and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            self.target.set_weights(self.best_weights)
             if self.verbose:
                 print(f"Restored the weights of epoch {self.best_epoch + 1} "
                       f"(val_{self.metric} = {self.best:.4f}).")
@@ -147,8 +155,10 @@ def fit_recommender(
         batch_size: sequences per step.
         learning_rate: Adam's learning rate (ignored when `optimizer` is given).
         optimizer: a Keras optimizer to use instead of Adam.
-        loss: "softmax" (full softmax cross-entropy) or a `keras.losses.Loss` taking
-            `(targets, logits)` with target 0 at padded positions.
+        loss: a name from `keras_seqrec.losses.LOSSES` ("softmax", the default full softmax
+            cross-entropy; "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max") or a loss
+            instance, e.g. `SampledSoftmax(num_negatives=1024, alpha=0.5)`. Sampled losses
+            train through `sampled_training_model` and never compute catalogue-wide logits.
         validation_metric: e.g. "ndcg@10", "hr@10", "mrr@20".
         early_stopping_patience: epochs without improvement before stopping.
         restore_best: restore the best validation epoch's weights at the end.
@@ -194,14 +204,24 @@ def fit_recommender(
     if len(data.validation) == 0:
         raise ValueError("The dataset has no validation examples to select epochs on.")
     keras.utils.set_random_seed(seed)
-    if optimizer is not None or not getattr(model, "compiled", False):
-        model.compile(
-            optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-            loss=get_loss(loss),
-        )
-    train = as_fit_input(data.training_batches(batch_size=batch_size, seed=seed))
+    loss = get_loss(loss)
+    batches = data.training_batches(batch_size=batch_size, seed=seed)
+    if getattr(loss, "sampled", False):
+        if hasattr(loss, "set_num_items"):
+            loss.set_num_items(data.num_items)
+        sampler = PopularitySampler(data.item_counts(), alpha=loss.alpha, seed=seed)
+        train_model = sampled_training_model(model, loss, sampler.log_q)
+        batches = SampledBatches(batches, sampler, loss.num_negatives, loss.shared_negatives)
+        train_model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+                            loss=loss)
+    else:
+        train_model = model
+        if optimizer is not None or not getattr(model, "compiled", False):
+            model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+                          loss=loss)
+    train, steps = as_fit_input(batches)
     validation = RankingValidation(
-        data, metric=validation_metric, patience=early_stopping_patience,
+        data, model=model, metric=validation_metric, patience=early_stopping_patience,
         restore_best=restore_best, exclude_seen=exclude_seen, checkpoint_dir=checkpoint_dir,
         verbose=verbose,
     )
@@ -215,12 +235,40 @@ def fit_recommender(
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir))
     all_callbacks.extend(callbacks)
-    history = model.fit(train, epochs=epochs, callbacks=all_callbacks, verbose=verbose,
-                        shuffle=False)  # the batches shuffle themselves with `seed`
+    history = train_model.fit(train, epochs=epochs, steps_per_epoch=steps,
+                              callbacks=all_callbacks, verbose=verbose,
+                              shuffle=False)  # batches shuffle with `seed`
     history.best_epoch = validation.best_epoch
     history.best_score = validation.best
     history.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0
     return history
+
+
+def sampled_training_model(model: keras.Model, loss, log_q=None) -> keras.Model:
+    """A training model sharing `model`'s weights that scores targets and sampled negatives.
+
+    Inputs `{"item_ids", "targets", "negatives"}` (see `SampledBatches`), output
+    `(batch, length, 1 + num_negatives)` candidate scores for the sampled losses. Only those
+    candidates are scored: memory does not grow with the catalogue.
+    """
+    hidden = model.get_layer(SEQUENCE_OUTPUT).output
+    head, tied = output_layer(model)
+    kwargs = {"reverse": True} if tied else {}
+    targets = keras.Input(shape=(None,), dtype="int32", name="targets")
+    if loss.shared_negatives:
+        negatives = keras.Input(shape=(None,), dtype="int32", name="negatives")
+        negative_ids = FirstRow(name="shared_negatives")(negatives)
+    else:
+        negatives = keras.Input(shape=(None, None), dtype="int32", name="negatives")
+        negative_ids = negatives
+    target_ids = keras.layers.Reshape((-1, 1), name="target_candidates")(targets)
+    positive = head(hidden, candidates=target_ids, **kwargs)
+    negative = head(hidden, candidates=negative_ids, **kwargs)
+    scores = CandidateLogits(log_q if loss.log_q_correction else None, name="candidates")(
+        positive, negative, targets, negative_ids
+    )
+    inputs = {"item_ids": model.inputs[0], "targets": targets, "negatives": negatives}
+    return keras.Model(inputs, scores, name=f"{model.name}_sampled_training")
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -117,12 +117,43 @@ class BucketedBatches(keras.utils.PyDataset):
         self._plan()
 
 
-def as_fit_input(batches: BucketedBatches):
-    """What to give `model.fit`: the batches themselves, or on the TensorFlow backend a
-    `tf.data` generator over them declaring a variable width (Keras would otherwise fix the
-    width it saw in the first batches)."""
+class SampledBatches(keras.utils.PyDataset):
+    """`BucketedBatches` plus sampled negatives, for the sampled losses.
+
+    Yields `({"item_ids", "targets", "negatives"}, targets)`. Shared negatives are one draw of
+    `num_negatives` items per batch, repeated on every row `(batch, n)`; per-position negatives
+    are `(batch, length, n)`.
+    """
+
+    def __init__(self, batches: BucketedBatches, sampler, num_negatives: int,
+                 shared: bool = True):
+        super().__init__()
+        self.batches = batches
+        self.sampler = sampler
+        self.num_negatives = int(num_negatives)
+        self.shared = shared
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        x, y = self.batches[index]
+        if self.shared:
+            negatives = np.tile(self.sampler.sample(self.num_negatives), (len(x), 1))
+        else:
+            negatives = self.sampler.sample(x.shape + (self.num_negatives,))
+        return {"item_ids": x, "targets": y, "negatives": negatives}, y
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
+def as_fit_input(batches):
+    """`(x, steps_per_epoch)` for `model.fit`: the batches themselves, or on the TensorFlow
+    backend a repeated `tf.data` generator over them that declares variable shapes (Keras
+    would otherwise fix the shapes it saw in the first batches)."""
     if keras.backend.backend() != "tensorflow":
-        return batches
+        return batches, None
     import tensorflow as tf
 
     def generate():
@@ -130,5 +161,9 @@ def as_fit_input(batches: BucketedBatches):
             yield batches[i]
         batches.on_epoch_end()
 
-    spec = tf.TensorSpec((None, None), tf.int32)
-    return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec)).prefetch(2)
+    spec = tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None,) * np.ndim(a), tf.as_dtype(np.asarray(a).dtype)),
+        batches[0],
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
+    return dataset.repeat().prefetch(2), len(batches)

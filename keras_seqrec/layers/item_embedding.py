@@ -6,6 +6,24 @@ import keras
 from keras import ops
 
 
+def score_candidates(hidden, table, bias, candidates):
+    """Scores of candidate items only, never the whole catalogue.
+
+    `candidates` of shape `(num,)` are shared by every position: `(..., d) -> (..., num)`.
+    Of shape `(batch, length, num)` they are per position: `(batch, length, d)` ->
+    `(batch, length, num)`. Returns float32.
+    """
+    candidates = ops.cast(candidates, "int32")
+    vectors = ops.take(table, candidates, axis=0)
+    if len(candidates.shape) == 1:
+        scores = ops.matmul(hidden, ops.transpose(vectors))
+    else:
+        scores = ops.sum(ops.expand_dims(hidden, -2) * vectors, axis=-1)
+    if bias is not None:
+        scores = scores + ops.take(ops.cast(bias, scores.dtype), candidates, axis=0)
+    return ops.cast(scores, "float32")
+
+
 def mask_padding_logits(logits):
     """Set the padding column (index 0) to a very negative value, in float32.
 
@@ -37,6 +55,8 @@ class ItemEmbedding(keras.layers.Layer):
         inputs: int indices `(batch, length)`, or hidden states `(..., embedding_dim)` when
             `reverse=True`.
         reverse: bool, score instead of look up.
+        candidates: with `reverse=True`, score only these item indices (see
+            `score_candidates`); used by the sampled losses.
 
     Example:
 
@@ -67,9 +87,13 @@ class ItemEmbedding(keras.layers.Layer):
             )
         self.built = True
 
-    def call(self, inputs, reverse: bool = False, mask=None):
+    def call(self, inputs, reverse: bool = False, candidates=None, mask=None):
         # `mask` (from upstream Keras masking) is accepted and not propagated: padding is
         # handled by explicit masks in the models.
+        if reverse and candidates is not None:
+            kernel = ops.cast(self.embeddings, self.compute_dtype)
+            bias = self.output_bias if self.use_output_bias else None
+            return score_candidates(inputs, kernel, bias, candidates)
         if reverse:
             kernel = ops.cast(self.embeddings, self.compute_dtype)
             logits = ops.matmul(inputs, ops.transpose(kernel))
@@ -85,7 +109,10 @@ class ItemEmbedding(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, reverse: bool = False, mask=None):
+    def compute_output_spec(self, inputs, reverse: bool = False, candidates=None, mask=None):
+        if reverse and candidates is not None:
+            num = candidates.shape[-1]
+            return keras.KerasTensor(tuple(inputs.shape[:-1]) + (num,), dtype="float32")
         if reverse:
             return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.num_items + 1,),
                                      dtype="float32")
@@ -122,15 +149,18 @@ class ItemScores(keras.layers.Layer):
         self.dense.build(input_shape)
         self.built = True
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs, candidates=None, mask=None):
+        if candidates is not None:
+            kernel = ops.transpose(ops.cast(self.dense.kernel, self.compute_dtype))
+            return score_candidates(inputs, kernel, self.dense.bias, candidates)
         return mask_padding_logits(self.dense(inputs))
 
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, mask=None):
-        return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.num_items + 1,),
-                                 dtype="float32")
+    def compute_output_spec(self, inputs, candidates=None, mask=None):
+        width = self.num_items + 1 if candidates is None else candidates.shape[-1]
+        return keras.KerasTensor(tuple(inputs.shape[:-1]) + (width,), dtype="float32")
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,138 @@
+"""Losses against their formulas, sampled softmax against full softmax, and the sampler."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_seqrec as ks
+from keras_seqrec import losses
+from keras_seqrec.sampling import PopularitySampler
+from keras_seqrec.training import sampled_training_model
+
+
+def value(loss, y_true, y_pred):
+    return float(loss(ops.array(y_true), ops.array(y_pred, dtype="float32")))
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# Two positions; the first is padding (target 0) and must not count.
+Y = [[0, 7]]
+S = [[[9.0, 9.0, 9.0], [1.5, 0.5, -1.0]]]  # target score 1.5, negatives 0.5 and -1.0
+
+
+def test_full_softmax_cross_entropy_by_hand():
+    logits = [[[-1e9, 5.0, 5.0, 5.0], [-1e9, 2.0, 0.0, 1.0]]]
+    expected = -(2.0 - np.log(np.exp(2.0) + 1 + np.exp(1.0)))  # target 1 at position 2
+    assert value(losses.SoftmaxCrossEntropy(), [[0, 1]], logits) == pytest.approx(expected,
+                                                                                 rel=1e-5)
+
+
+def test_sampled_softmax_by_hand():
+    expected = np.log(np.exp(1.5) + np.exp(0.5) + np.exp(-1.0)) - 1.5
+    assert value(losses.SampledSoftmax(2), Y, S) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bce_and_gbce_by_hand():
+    bce = -np.log(sigmoid(1.5)) - np.log(1 - sigmoid(0.5)) - np.log(1 - sigmoid(-1.0))
+    assert value(losses.BinaryCrossEntropy(2), Y, S) == pytest.approx(bce, rel=1e-5)
+    gbce = losses.GBCE(num_negatives=2, t=0.5)
+    gbce.set_num_items(11)  # a = 2/10; beta = 0.2 * (0.5 * (1 - 5) + 5) = 0.6
+    assert gbce.beta == pytest.approx(0.6)
+    expected = -0.6 * np.log(sigmoid(1.5)) - np.log(1 - sigmoid(0.5)) - np.log(1 - sigmoid(-1.0))
+    assert value(gbce, Y, S) == pytest.approx(expected, rel=1e-5)
+    plain = losses.GBCE(num_negatives=2, t=0.0)
+    plain.set_num_items(11)
+    assert value(plain, Y, S) == pytest.approx(bce, rel=1e-5)  # t = 0 is BCE
+
+
+def test_bpr_max_with_its_score_regularisation_by_hand():
+    neg = np.array([0.5, -1.0])
+    w = np.exp(neg) / np.exp(neg).sum()
+    expected = -np.log((w * sigmoid(1.5 - neg)).sum()) + 2.0 * (w * neg**2).sum()
+    assert value(losses.BPRMax(2, reg=2.0), Y, S) == pytest.approx(expected, rel=1e-5)
+    without = -np.log((w * sigmoid(1.5 - neg)).sum())
+    assert value(losses.BPRMax(2, reg=0.0), Y, S) == pytest.approx(without, rel=1e-5)
+
+
+def test_top1_max_by_hand():
+    neg = np.array([0.5, -1.0])
+    w = np.exp(neg) / np.exp(neg).sum()
+    expected = (w * (sigmoid(neg - 1.5) + sigmoid(neg**2))).sum()
+    assert value(losses.TOP1Max(2), Y, S) == pytest.approx(expected, rel=1e-5)
+
+
+def test_accidental_hits_are_excluded():
+    # The second negative is masked (-1e9, as CandidateLogits marks accidental hits).
+    masked = [[[9.0, 9.0, 9.0], [1.5, 0.5, -1e9]]]
+    expected = np.log(np.exp(1.5) + np.exp(0.5)) - 1.5
+    assert value(losses.SampledSoftmax(2), Y, masked) == pytest.approx(expected, rel=1e-5)
+    bce = -np.log(sigmoid(1.5)) - np.log(1 - sigmoid(0.5))
+    assert value(losses.BinaryCrossEntropy(2), Y, masked) == pytest.approx(bce, rel=1e-5)
+    assert value(losses.BPRMax(2, reg=1.0), Y, masked) == pytest.approx(
+        -np.log(sigmoid(1.0)) + 0.25, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gru", "sasrec"])
+def test_sampled_softmax_with_every_item_as_negative_equals_full_softmax(name):
+    num_items, max_len = 12, 6
+    model = ks.build_model(name, num_items, max_len, embedding_dim=8)
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, num_items + 1, size=(3, max_len)).astype("int32")
+    x[0, :2] = 0
+    y = np.where(x == 0, 0, rng.integers(1, num_items + 1, size=x.shape)).astype("int32")
+    full = value(losses.SoftmaxCrossEntropy(), y, model(x, training=False))
+    loss = losses.SampledSoftmax(num_negatives=num_items, alpha=0.0)
+    uniform = PopularitySampler(np.ones(num_items + 1), alpha=0.0)
+    train_model = sampled_training_model(model, loss, uniform.log_q)
+    every_item = np.tile(np.arange(1, num_items + 1, dtype="int32"), (3, 1))
+    scores = train_model({"item_ids": x, "targets": y, "negatives": every_item}, training=False)
+    assert value(loss, y, scores) == pytest.approx(full, rel=1e-5)
+
+
+def test_training_model_scores_match_the_full_logits():
+    model = ks.build_model("gru", 10, 4, embedding_dim=8, tie_embeddings=False)
+    x = np.array([[0, 1, 2, 3]], "int32")
+    y = np.array([[0, 2, 3, 4]], "int32")
+    negatives = np.array([[[5, 6], [7, 8], [9, 10], [1, 2]]], "int32")
+    loss = losses.BinaryCrossEntropy(num_negatives=2)  # per-position negatives
+    scores = np.asarray(sampled_training_model(model, loss)(
+        {"item_ids": x, "targets": y, "negatives": negatives}, training=False))
+    logits = np.asarray(model(x, training=False))
+    for t in range(1, 4):
+        expected = logits[0, t, [y[0, t], *negatives[0, t]]]
+        np.testing.assert_allclose(scores[0, t], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_popularity_sampler_frequencies_follow_alpha_weighted_counts():
+    counts = np.array([0, 1, 4, 9, 16, 0, 100])
+    for alpha in (0.0, 0.5, 1.0):
+        sampler = PopularitySampler(counts, alpha=alpha, seed=42)
+        draws = sampler.sample(200_000)
+        freq = np.bincount(draws, minlength=len(counts)) / len(draws)
+        weights = np.where(counts > 0, counts.astype(float) ** alpha, 0.0)
+        if alpha == 0.0:
+            weights = np.ones(len(counts))
+        weights[0] = 0
+        expected = weights / weights.sum()
+        assert freq[0] == 0  # padding never drawn
+        # Chi-square test at a fixed seed; 5 or 6 degrees of freedom, 0.999 quantile ~ 22.
+        support = expected > 0
+        chi2 = ((freq[support] - expected[support]) ** 2 / expected[support]).sum() * len(draws)
+        assert chi2 < 22.5, (alpha, chi2)
+        if alpha > 0:
+            assert freq[5] == 0  # never-seen items are never drawn
+
+
+def test_losses_round_trip_their_config():
+    import keras
+
+    for cls in (losses.SampledSoftmax, losses.BinaryCrossEntropy, losses.GBCE, losses.BPRMax,
+                losses.TOP1Max, losses.SoftmaxCrossEntropy):
+        loss = cls()
+        clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert type(clone) is cls and clone.get_config() == loss.get_config()
+    with pytest.raises(ValueError, match="must be one of"):
+        losses.get_loss("hinge")
