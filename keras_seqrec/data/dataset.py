@@ -191,6 +191,7 @@ def prepare(
     split: str = "leave_one_out",
     valid_start: Optional[float] = None,
     test_start: Optional[float] = None,
+    session_gap: Optional[float] = None,
 ) -> SequenceDataset:
     """Turn an interaction log into time-ordered item sequences with leak-free splits.
 
@@ -217,6 +218,11 @@ def prepare(
         min_user_interactions, min_item_interactions: k-core bounds.
         split: "leave_one_out" or "temporal".
         valid_start, test_start: the temporal cut points, in the log's timestamp unit.
+        session_gap: split each user's history into sessions wherever two consecutive
+            interactions are more than this far apart (e.g. 1800 for 30 minutes of Unix
+            seconds). Every session is then its own sequence, named `"<user>:<n>"`: nothing
+            carries over from one session to the next (the session-based setting of GRU4Rec).
+            Filtering happens before the split into sessions.
 
     Returns:
         A `SequenceDataset`.
@@ -288,16 +294,30 @@ def prepare(
     timestamps = timestamps[order]
     vocabulary = Vocabulary(pd.unique(frame[ITEM]))
     items = vocabulary.lookup(frame[ITEM].to_numpy()[order])
-    lengths = np.bincount(user_codes, minlength=len(user_ids))
-    full = Sequences.from_lengths(items, lengths)
     users = np.asarray(user_ids)
+    if session_gap is not None:
+        if session_gap <= 0:
+            raise ValueError(f"`session_gap` must be > 0; got {session_gap}.")
+        starts = np.ones(len(items), dtype=bool)
+        starts[1:] = (user_codes[1:] != user_codes[:-1]) | (
+            np.diff(timestamps) > session_gap
+        )
+        session = np.cumsum(starts) - 1
+        owner_codes = user_codes[np.flatnonzero(starts)]  # non-decreasing
+        number = np.arange(len(owner_codes)) - np.searchsorted(owner_codes, owner_codes)
+        owner = users[owner_codes].astype(str)
+        users = np.char.add(np.char.add(owner, ":"), number.astype(str))
+        user_codes = session
+    lengths = np.bincount(user_codes, minlength=len(users))
+    full = Sequences.from_lengths(items, lengths)
 
     info.update(
         filtered={"users": len(users), "items": vocabulary.num_items,
                   "interactions": len(items)},
         settings={"max_len": int(max_len), "min_rating": min_rating,
                   "min_user_interactions": int(min_user_interactions),
-                  "min_item_interactions": int(min_item_interactions), "split": split},
+                  "min_item_interactions": int(min_item_interactions), "split": split,
+                  "session_gap": session_gap},
     )
     if split == "leave_one_out":
         train, validation, test, split_info = _leave_one_out(full, users)

@@ -1,0 +1,86 @@
+"""`gru4rec`: GRU4Rec, session-based recommendation with recurrent networks."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_seqrec.models import common
+from keras_seqrec.models.registry import register_model
+
+
+@register_model("gru4rec")
+def gru4rec(
+    num_items: int,
+    max_len: int,
+    hidden_dim: int = 100,
+    num_layers: int = 1,
+    embedding_dim: Optional[int] = None,
+    embedding_dropout: float = 0.0,
+    dropout: float = 0.25,
+    tie_embeddings: bool = True,
+    item_embeddings: Optional[np.ndarray] = None,
+    freeze_item_embeddings: bool = False,
+) -> keras.Model:
+    """GRU4Rec: item embedding -> GRU layers -> scores against the item embeddings.
+
+    As its author specifies it (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018;
+    Hidasi & Czapp, RecSys 2023): the input is an item embedding (the one-hot-equivalent
+    lookup), the GRU state starts from zero for every sequence (so with
+    `prepare(..., session_gap=...)` it is reset at every session boundary, in training and in
+    evaluation alike), and the final state is scored against the item embeddings, shared with
+    the input ("constrained embedding", `tie_embeddings=True`). Dropout rates are drop
+    probabilities. Train it with full cross-entropy (the default), or as the author recommends
+    for large catalogues with many popularity-sampled negatives:
+    `fit_recommender(model, data, loss=BPRMax(num_negatives=2048, alpha=0.75, reg=1.0))` or
+    `loss=SampledSoftmax(num_negatives=2048, alpha=0.5)` (the cross-entropy variant).
+
+    Args:
+        num_items: catalogue size without padding.
+        max_len: input length (left-padded item indices).
+        hidden_dim: GRU units (100 in the papers' defaults).
+        num_layers: stacked GRU layers.
+        embedding_dim: item embedding width; default `hidden_dim`, so the final state scores
+            directly against the shared embedding.
+        embedding_dropout: drop probability on the input embeddings.
+        dropout: drop probability on the GRU outputs.
+        tie_embeddings: score against the input embedding (constrained embedding).
+        item_embeddings: optional `(num_items + 1, dim)` starting matrix.
+        freeze_item_embeddings: keep the item embedding fixed.
+
+    Returns:
+        A functional model: left-padded item indices `(batch, length)` -> logits
+        `(batch, min(length, max_len), num_items + 1)` (raw scores, no softmax).
+
+    Example:
+
+    >>> from keras_seqrec import build_model
+    >>> build_model("gru4rec", num_items=50, max_len=10).output_shape
+    (None, None, 51)
+    """
+    for name, rate in (("dropout", dropout), ("embedding_dropout", embedding_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"`{name}` is a drop probability in [0, 1); got {rate!r}.")
+    if num_layers < 1:
+        raise ValueError(f"`num_layers` must be >= 1; got {num_layers!r}.")
+    embedding_dim = common.check_item_embeddings(
+        item_embeddings, num_items, embedding_dim or hidden_dim
+    )
+
+    # Inputs.
+    item_ids, ids = common.item_input(max_len)
+    mask = common.padding_mask(ids)
+
+    # Layers and graph.
+    embedding = common.item_embedding(num_items, embedding_dim)
+    x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
+    for i in range(num_layers):
+        x = layers.GRU(hidden_dim, return_sequences=True, name=f"gru_{i}")(x, mask=mask)
+        x = layers.Dropout(dropout, name=f"gru_{i}_dropout")(x)
+    logits = common.output_head(x, embedding, tie_embeddings, num_items)
+
+    model = keras.Model(item_ids, logits, name="gru4rec")
+    return common.finish(model, item_embeddings, freeze_item_embeddings)
