@@ -33,6 +33,7 @@ DATASETS = {
     "amazon-beauty": dict(max_len=50),
     "ml-1m": dict(max_len=200),
 }
+VERBOSE = 0
 TRAINING = dict(epochs=40, batch_size=64, learning_rate=5e-3, early_stopping_patience=8)
 
 
@@ -67,8 +68,8 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         if ks.models.hyperparameters(model_name).get("item_embeddings", None) is not None:
             hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
-        history = fit_recommender(model, data, seed=seed, verbose=0, exclude_seen=exclude_seen,
-                                  **training)
+        history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
+                                  exclude_seen=exclude_seen, **training)
     seconds = time.perf_counter() - start
     metrics = {
         split: evaluate_recommender(model, data, split, ks=(5, 10, 20),
@@ -172,7 +173,10 @@ def main(argv=None):
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
     args = p.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
     params = {}
