@@ -51,7 +51,8 @@ def load(name, data_dir):
     return datasets.load(name, data_dir=os.path.join(data_dir or SHARED, name), download=False)
 
 
-def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag=""):
+def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag="",
+            item2vec=False):
     import keras
 
     import keras_seqrec as ks
@@ -65,7 +66,9 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         model = BASELINES[model_name](data)
     else:
         hyper = dict(params)
-        if ks.models.hyperparameters(model_name).get("item_embeddings", None) is not None:
+        accepts = ks.models.hyperparameters(model_name)
+        if accepts.get("item_embeddings", None) is not None or (
+                item2vec and "item_embeddings" in accepts):
             hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
@@ -161,6 +164,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ml-latest-small", choices=sorted(DATASETS))
     p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--item2vec", action="store_true",
+                   help="start item embeddings from item2vec (tag 'item2vec')")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--models", nargs="+", default=None,
                    help="default: the baselines and every registered model")
@@ -192,7 +197,8 @@ def main(argv=None):
         command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
         for name in args.models or [*BASELINES, *ks.available_models()]:
             r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command,
-                        training, params, args.tag)
+                        training, params, args.tag or ("item2vec" if args.item2vec else ""),
+                        args.item2vec)
             t = r["metrics"]["test"]
             print(f"{name:>15}: test HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
                   f"({r['epochs']} epochs, {r['total_seconds']} s)", flush=True)

@@ -137,10 +137,15 @@ def cmd_train(args) -> int:
             hyper["item_embeddings"] = matrix
     keras.utils.set_random_seed(args.seed)
     model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
+    loss = ks.losses.get_loss(args.loss)
+    if args.num_negatives is not None:
+        if not getattr(loss, "sampled", False):
+            raise SystemExit("error: --num-negatives applies to the sampled losses only.")
+        loss = type(loss)(**{**loss.get_config(), "num_negatives": args.num_negatives})
     start = time.perf_counter()
     history = fit_recommender(
         model, data, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, validation_metric=args.validation_metric,
+        learning_rate=args.learning_rate, loss=loss, validation_metric=args.validation_metric,
         early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
         checkpoint_dir=os.path.join(args.output, "checkpoints"),
         tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
@@ -170,6 +175,7 @@ def cmd_train(args) -> int:
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "validation_metric": args.validation_metric, "seed": args.seed,
+            "loss": loss.get_config(),
             "seconds": round(train_seconds, 1),
             "seconds_per_epoch": round(history.seconds_per_epoch, 2),
         },
@@ -286,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", type=float, default=5e-3)
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     g.add_argument("--validation-metric", default="ndcg@10")
+    g.add_argument("--loss", default="softmax",
+                   choices=("softmax", "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max"),
+                   help="full softmax (default) or a sampled loss for large catalogues")
+    g.add_argument("--num-negatives", type=int, default=None,
+                   help="negatives per step for the sampled losses")
     g.add_argument("--exclude-seen", action="store_true",
                    help="remove items already in the history from the rankings")
     g.add_argument("--seed", type=int, default=0)

@@ -54,3 +54,19 @@ def test_train_evaluate_export_recommend(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("history: Toy Story (1995)")
     assert len(lines) == 4
+
+
+def test_train_with_a_sampled_loss(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main([
+        "train", "--model", "gru4rec", "--epochs", "1", "--hidden-dim", "8",
+        "--min-item-interactions", "20", "--max-len", "20", "--output", str(run),
+        "--verbose", "0", "--loss", "bpr_max", "--num-negatives", "16",
+    ]) == 0
+    with open(run / "run.json") as f:
+        record = json.load(f)
+    assert record["training"]["loss"]["name"] == "bpr_max"
+    assert record["training"]["loss"]["num_negatives"] == 16
+    with pytest.raises(SystemExit, match="sampled losses only"):
+        cli.main(["train", "--num-negatives", "4", "--epochs", "1", "--output",
+                  str(tmp_path / "x")])
