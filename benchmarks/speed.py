@@ -49,7 +49,6 @@ def _write(name, result):
 def bench_train(args):
     """Seconds per epoch and target positions per second on ML-1M (SASRec's file, max_len 200)."""
     import keras
-    import numpy as np
 
     import keras_seqrec as ks
     from keras_seqrec.data.pipeline import as_fit_input

@@ -13,7 +13,16 @@ if int(_keras.__version__.split(".")[0]) < 3:  # pragma: no cover
         "Run `pip install -U 'keras>=3'`."
     )
 
-from keras_seqrec import datasets, evaluation, item2vec, layers, losses, models, training  # noqa: E402,E501
+from keras_seqrec import (  # noqa: E402
+    datasets,
+    evaluation,
+    export,
+    item2vec,
+    layers,
+    losses,
+    models,
+    training,
+)
 from keras_seqrec.data import (  # noqa: E402
     EvalSplit,
     SequenceDataset,
@@ -21,12 +30,16 @@ from keras_seqrec.data import (  # noqa: E402
     Vocabulary,
     prepare,
 )
+from keras_seqrec.evaluation import evaluate_recommender  # noqa: E402
+from keras_seqrec.export import Recommender, export_saved_model  # noqa: E402
 from keras_seqrec.models import available_models, build_model  # noqa: E402
+from keras_seqrec.training import fit_recommender  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EvalSplit",
+    "Recommender",
     "SequenceDataset",
     "Sequences",
     "Vocabulary",
@@ -34,8 +47,15 @@ __all__ = [
     "available_models",
     "build_model",
     "datasets",
+    "evaluate_recommender",
+    "evaluation",
+    "export",
+    "export_saved_model",
+    "fit_recommender",
     "item2vec",
     "layers",
+    "losses",
     "models",
     "prepare",
+    "training",
 ]

@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_path
 
 from keras_seqrec import Sequences, Vocabulary, datasets, prepare
 from keras_seqrec.datasets import from_dataframe, read_log, read_sequences
-
-from conftest import shared_path
 
 
 def hand_log():

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import keras_seqrec as ks
 from keras_seqrec import export as export_lib
 from keras_seqrec.export import Recommender, export_saved_model

@@ -1,9 +1,8 @@
 """The model battery, run on every registered model, plus the attention layer and item2vec."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import ops
 
 import keras_seqrec as ks

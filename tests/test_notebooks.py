@@ -1,6 +1,5 @@
 """The notebooks run top to bottom (with one training epoch), so they cannot rot."""
 
-import os
 import pathlib
 
 import pytest
