@@ -39,7 +39,9 @@ def _prepare(args):
     if min_rating is not None and min_rating < 0:
         min_rating = None
     if min_rating is not None and not log.has_ratings:
-        min_rating = None  # sequence files carry no ratings; every interaction counts
+        print(f"note: {log.name} has no ratings, so every interaction counts "
+              "(--min-rating ignored).", file=sys.stderr)
+        min_rating = None
     return log, prepare(
         log,
         max_len=args.max_len,

@@ -117,6 +117,11 @@ class RankingValidation(keras.callbacks.Callback):
             if self.verbose:
                 print(f"Restored the weights of epoch {self.best_epoch + 1} "
                       f"(val_{self.metric} = {self.best:.4f}).")
+        # The run finished: its resume state must not leak into a later run in the same folder
+        # (like BackupAndRestore, which deletes its backup at this point).
+        for path in (self._state_path(), self.checkpoint_dir and self._weights_path()):
+            if path and os.path.exists(path):
+                os.remove(path)
 
 
 def fit_recommender(

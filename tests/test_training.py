@@ -75,6 +75,12 @@ def test_interrupted_run_resumes_from_the_last_finished_epoch(toy_data, tmp_path
                     early_stopping_patience=10, callbacks=[recorder])
     assert recorder.epochs == [2, 3, 4]
     assert saved["best_epoch"] in (0, 1)
+    # A finished run leaves no resume state behind for the next run in the same folder.
+    assert not (tmp_path / "ckpt" / "best.json").exists()
+    recorder = EpochRecorder()
+    fit_recommender(tiny(toy_data), toy_data, epochs=2, checkpoint_dir=ckpt, verbose=0,
+                    callbacks=[recorder])
+    assert recorder.epochs == [0, 1]
 
 
 def test_same_seed_same_metrics(toy_data):
