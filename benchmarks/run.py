@@ -115,7 +115,9 @@ def render():
     rows = []
     for path in sorted(glob.glob(os.path.join(RESULTS, "*", "*.json"))):
         with open(path) as f:
-            rows.append(json.load(f))
+            result = json.load(f)
+        if "dataset" in result:  # results/speed/ holds the speed benchmarks
+            rows.append(result)
     baselines_first = {"pop": 0, "markov": 1}
     rows.sort(key=lambda r: (r["dataset"], r["exclude_seen"],
                              baselines_first.get(r["model"], 2), r["model"]))
