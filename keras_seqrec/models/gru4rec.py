@@ -9,6 +9,7 @@ import numpy as np
 from keras import layers
 
 from keras_seqrec.models import common
+from keras_seqrec.models.recurrent import recurrent_states
 from keras_seqrec.models.registry import register_model
 
 
@@ -77,9 +78,7 @@ def gru4rec(
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
-    for i in range(num_layers):
-        x = layers.GRU(hidden_dim, return_sequences=True, name=f"gru_{i}")(x, mask=mask)
-        x = layers.Dropout(dropout, name=f"gru_{i}_dropout")(x)
+    x = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
     model = keras.Model(item_ids, logits, name="gru4rec")
