@@ -223,8 +223,8 @@ class TOP1Max(_SampledLoss):
 
     Example:
 
-    >>> scores = ops.array([[[0.0, 0.0]]])  # one negative: sigmoid(0) + sigmoid(0) = 1
-    >>> round(float(TOP1Max(num_negatives=1)(ops.array([[2]]), scores)), 4)
+    >>> scores = ops.array([[[0.0, 0.0, 0.0]]])  # w = (1/2, 1/2); each term 1/2 + 1/2
+    >>> round(float(TOP1Max(num_negatives=2)(ops.array([[2]]), scores)), 4)
     1.0
     """
 

@@ -99,7 +99,12 @@ def last_position_model(model: keras.Model) -> keras.Model:
     hidden = LastPosition(name="last_position")(model.get_layer(SEQUENCE_OUTPUT).output)
     head, tied = output_layer(model)
     logits = head(hidden, reverse=True) if tied else head(hidden)
-    return keras.Model(model.inputs, logits, name=f"{model.name}_last")
+    return keras.Model(single_input(model), logits, name=f"{model.name}_last")
+
+
+def single_input(model: keras.Model):
+    """The model's input tensor (not a one-element list, so callers can pass a plain array)."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
 def validate_common(*, dropout: float, num_layers: int) -> None:

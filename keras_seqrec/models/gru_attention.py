@@ -97,4 +97,5 @@ def attention_weights_model(model: keras.Model) -> keras.Model:
             f"Model {model.name!r} has no '{ATTENTION}' layer; attention weights exist only "
             "for gru_attention models."
         ) from None
-    return keras.Model(model.inputs, layer.output[1], name=f"{model.name}_attention")
+    return keras.Model(common.single_input(model), layer.output[1],
+                       name=f"{model.name}_attention")
