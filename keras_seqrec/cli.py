@@ -153,14 +153,7 @@ def cmd_train(args) -> int:
         tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
     )
     train_seconds = time.perf_counter() - start
-    models = {name: cls(data) for name, cls in BASELINES.items()}
-    models[args.model] = model
-    rows, results = _evaluate_all(models, data, args.exclude_seen)
-    print()
-    print(f"Full-ranking leave-one-out metrics on {data.name} ({data.num_items:,} items"
-          f"{', seen items excluded' if args.exclude_seen else ''}):")
-    print(_metrics_table(rows))
-
+    # Save the trained model first, so nothing is lost if evaluation fails.
     os.makedirs(args.output, exist_ok=True)
     model.save(os.path.join(args.output, "model.keras"))
     data.vocabulary.save(os.path.join(args.output, "vocabulary.json"))
@@ -169,9 +162,18 @@ def cmd_train(args) -> int:
         titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
         with open(os.path.join(args.output, "titles.json"), "w") as f:
             json.dump({str(k): v for k, v in titles.items()}, f)
+
+    models = {name: cls(data) for name, cls in BASELINES.items()}
+    models[args.model] = model
+    rows, results = _evaluate_all(models, data, args.exclude_seen)
+    print()
+    print(f"Full-ranking leave-one-out metrics on {data.name} ({data.num_items:,} items"
+          f"{', seen items excluded' if args.exclude_seen else ''}):")
+    print(_metrics_table(rows))
     run = {
         "model": args.model,
         "hyperparameters": {k: v for k, v in hyper.items() if k != "item_embeddings"},
+        "item2vec_init": "item_embeddings" in hyper,
         "dataset": {"source": args.dataset, "data_dir": args.data_dir, **data.describe()},
         "training": {
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
