@@ -10,8 +10,6 @@ import numpy as np
 
 from keras_seqrec.data import EvalSplit, SequenceDataset, Sequences
 
-METRICS = ("hr", "ndcg", "mrr")
-
 
 class Scorer(Protocol):
     """Anything that scores every item for a batch of left-padded inputs."""

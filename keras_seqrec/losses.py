@@ -28,6 +28,16 @@ def _valid_negatives(scores):
     return ops.cast(ops.greater(scores[..., 1:], _NEG / 2), "float32")
 
 
+def _max_parts(y_pred):
+    """What BPR-max and TOP1-max share: the target's score `(..., 1)`, the negatives' scores,
+    their softmax weights (a masked negative gets weight 0), and the negatives' scores with
+    masked ones set to 0 (for the score terms, where -1e9 would overflow)."""
+    y_pred = ops.cast(y_pred, "float32")
+    positive, negatives = y_pred[..., :1], y_pred[..., 1:]
+    weights = ops.softmax(negatives, axis=-1)
+    return positive, negatives, weights, negatives * _valid_negatives(y_pred)
+
+
 @keras.saving.register_keras_serializable(package="keras_seqrec")
 class SoftmaxCrossEntropy(keras.losses.Loss):
     """Full softmax cross-entropy over the whole catalogue, averaged over real positions.
@@ -203,12 +213,9 @@ class BPRMax(_SampledLoss):
         self.reg = float(reg)
 
     def call(self, y_true, y_pred):
-        y_pred = ops.cast(y_pred, "float32")
-        positive, negatives = y_pred[..., :1], y_pred[..., 1:]
-        weights = ops.softmax(negatives, axis=-1)  # masked negatives (-1e9) get weight 0
-        valid = _valid_negatives(y_pred)
+        positive, negatives, weights, clean = _max_parts(y_pred)
         bpr = ops.sum(weights * ops.sigmoid(positive - negatives), axis=-1)
-        reg = ops.sum(weights * ops.square(negatives * valid), axis=-1)
+        reg = ops.sum(weights * ops.square(clean), axis=-1)
         return _masked_mean(-ops.log(bpr + 1e-24) + self.reg * reg, y_true)
 
     def get_config(self):
@@ -233,11 +240,8 @@ class TOP1Max(_SampledLoss):
         super().__init__(num_negatives, alpha, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        y_pred = ops.cast(y_pred, "float32")
-        positive, negatives = y_pred[..., :1], y_pred[..., 1:]
-        weights = ops.softmax(negatives, axis=-1)
-        valid = _valid_negatives(y_pred)
-        terms = ops.sigmoid(negatives - positive) + ops.sigmoid(ops.square(negatives * valid))
+        positive, negatives, weights, clean = _max_parts(y_pred)
+        terms = ops.sigmoid(negatives - positive) + ops.sigmoid(ops.square(clean))
         return _masked_mean(ops.sum(weights * terms, axis=-1), y_true)
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from keras_seqrec.data.sequences import Sequences
+from keras_seqrec.data.sequences import Sequences, ranges
 from keras_seqrec.data.vocabulary import Vocabulary
 from keras_seqrec.datasets.interactions import ITEM, RATING, TIMESTAMP, USER, Interactions
 
@@ -95,14 +95,9 @@ class SequenceDataset:
         # Windows per row: ceil((n - 1) / max_len) for rows with at least two items.
         count = np.where(n >= 2, -(-(n - 1) // length), 0)
         row = np.repeat(np.arange(len(n)), count)
-        j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        end = n[row] - j * length  # exclusive, counted from the row start
+        end = n[row] - ranges(count) * length  # window j ends j * max_len items before the end
         start = np.maximum(end - length - 1, 0)
-        sizes = end - start
-        index = np.repeat(self.train.offsets[:-1][row] + start, sizes) + (
-            np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        )
-        return Sequences.from_lengths(self.train.values[index], sizes)
+        return self.train.slices(row, start, end - start)
 
     def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """`(inputs, targets)`, each `(windows, max_len)`: input `s[:-1]`, target `s[1:]`.
@@ -377,7 +372,7 @@ def _temporal(full, users, timestamps, valid_start, test_start):
         dropped = int(((timestamps >= lo) & (timestamps < hi) & (pos == 0)).sum())
         # The history of a target is every earlier item of the same user.
         rows = row[chosen]
-        history = full.take(rows).head(pos[chosen])
+        history = full.slices(rows, 0, pos[chosen])
         return EvalSplit(name, users[rows], history, full.values[chosen]), dropped
 
     validation, dropped_valid = targets_between(valid_start, test_start, "validation")

@@ -7,6 +7,20 @@ from typing import Iterator
 import numpy as np
 
 
+def ranges(lengths: np.ndarray) -> np.ndarray:
+    """`0, 1, ..., lengths[i] - 1` for every i, concatenated (positions inside segments).
+
+    Example:
+
+    >>> ranges(np.array([3, 0, 2])).tolist()
+    [0, 1, 2, 0, 1]
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.arange(lengths.sum(), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+
+
 class Sequences:
     """Ragged int32 sequences, vectorised: `values` holds them end to end, `offsets` the bounds.
 
@@ -61,28 +75,37 @@ class Sequences:
 
     def positions(self) -> np.ndarray:
         """Position of each value inside its row (0 = oldest)."""
-        return np.arange(len(self.values), dtype=np.int64) - np.repeat(
-            self.offsets[:-1], self.lengths
-        )
+        return ranges(self.lengths)
 
     def row_ids(self) -> np.ndarray:
         """Row number of each value."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
 
+    def slices(self, rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> "Sequences":
+        """Row i of the result is `self[rows[i]][starts[i]:starts[i] + lengths[i]]`.
+
+        Example:
+
+        >>> Sequences.from_lists([[1, 2, 3], [4, 5]]).slices([1, 0], [1, 0], [1, 2]).tolist()
+        [[5], [1, 2]]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = np.broadcast_to(np.asarray(starts, dtype=np.int64), rows.shape)
+        lengths = np.broadcast_to(np.asarray(lengths, dtype=np.int64), rows.shape)
+        if ((starts < 0) | (lengths < 0) | (starts + lengths > self.lengths[rows])).any():
+            raise ValueError("Slices must lie inside their rows.")
+        index = np.repeat(self.offsets[:-1][rows] + starts, lengths) + ranges(lengths)
+        return Sequences.from_lengths(self.values[index], lengths)
+
     def take(self, rows: np.ndarray) -> "Sequences":
         """The sub-collection of the given rows, in the given order."""
         rows = np.asarray(rows, dtype=np.int64)
-        lengths = self.lengths[rows]
-        starts = self.offsets[:-1][rows]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Sequences(self.values[index], offsets)
+        return self.slices(rows, 0, self.lengths[rows])
 
     def head(self, lengths: np.ndarray) -> "Sequences":
         """Keep the first `lengths[i]` items of every row (clipped to the row length)."""
         lengths = np.minimum(np.maximum(np.asarray(lengths, dtype=np.int64), 0), self.lengths)
-        keep = self.positions() < np.repeat(lengths, self.lengths)
-        return Sequences.from_lengths(self.values[keep], lengths)
+        return self.slices(np.arange(len(self)), 0, lengths)
 
     def last(self) -> np.ndarray:
         """The last item of each row (rows must be non-empty)."""
