@@ -93,6 +93,9 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         "metrics_with_exclude_seen_" + str(not exclude_seen).lower(): alt,
         "epochs": len(history.history["loss"]) if history else 0,
         "best_epoch": history.best_epoch + 1 if history else 0,
+        "stopped_by": history.stopped_by if history else None,
+        "validation_ndcg@10_per_epoch": (
+            [round(v, 5) for v in history.history["val_ndcg@10"]] if history else None),
         "seconds_per_epoch": round(history.seconds_per_epoch, 2) if history else 0.0,
         "total_seconds": round(seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -177,6 +180,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
     p.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="per model: start no new epoch after this many minutes")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
     p.add_argument("--render-only", action="store_true")
@@ -186,6 +191,8 @@ def main(argv=None):
     VERBOSE = args.verbose
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
+    if args.time_limit:
+        training["time_limit"] = args.time_limit * 60
     params = {}
     for item in args.param:
         key, _, value = item.partition("=")

@@ -60,6 +60,7 @@ class RankingValidation(keras.callbacks.Callback):
         self.best = -np.inf
         self.best_epoch = -1
         self.best_weights = None
+        self.stopped = False
         self._load_state()
 
     def _state_path(self):
@@ -106,6 +107,7 @@ class RankingValidation(keras.callbacks.Callback):
                     json.dump({"best": score, "best_epoch": epoch}, f)
         elif epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
+            self.stopped = True
             if self.verbose:
                 print(f"\nEarly stopping: val_{self.metric} has not improved for "
                       f"{self.patience} epochs (best {self.best:.4f} at epoch "
@@ -140,6 +142,7 @@ def fit_recommender(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard_dir: Optional[str] = None,
     checkpoint_dir: Optional[str] = None,
+    time_limit: Optional[float] = None,
     seed: int = 0,
     verbose: int = 1,
 ) -> keras.callbacks.History:
@@ -172,6 +175,8 @@ def fit_recommender(
         tensorboard_dir: write TensorBoard logs there (losses and validation metrics).
         checkpoint_dir: back up the training state there after every epoch; calling again with
             the same directory after an interruption resumes from the last finished epoch.
+        time_limit: wall-clock seconds; no new epoch starts once they have passed (the epoch
+            running then finishes and is validated, and the best epoch is still restored).
         seed: seeds Python, NumPy and the backend (dropout, shuffling). Initial weights are
             drawn when the model is built: call `keras.utils.set_random_seed(seed)` before
             `build_model` for a fully reproducible run (the CLI does).
@@ -180,7 +185,8 @@ def fit_recommender(
     Returns:
         The `keras.callbacks.History` of this call: `history.history` has `loss` and every
         `val_*` ranking metric per epoch; `history.best_epoch` and `history.best_score` tell
-        which epoch was kept, `history.seconds_per_epoch` the mean epoch time.
+        which epoch was kept, `history.seconds_per_epoch` the mean epoch time and
+        `history.stopped_by` why training ended ("epochs", "early_stopping" or "time_limit").
 
     Example:
 
@@ -208,6 +214,8 @@ def fit_recommender(
         )
     if len(data.validation) == 0:
         raise ValueError("The dataset has no validation examples to select epochs on.")
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError(f"`time_limit` must be a positive number of seconds; got {time_limit}.")
     keras.utils.set_random_seed(seed)
     loss = get_loss(loss)
     batches = data.training_batches(batch_size=batch_size, seed=seed)
@@ -230,7 +238,7 @@ def fit_recommender(
         restore_best=restore_best, exclude_seen=exclude_seen, checkpoint_dir=checkpoint_dir,
         verbose=verbose,
     )
-    timer = _EpochTimer()
+    timer = _EpochTimer(time_limit, verbose)
     # Validation first, so every later callback (backup, TensorBoard, the user's) sees val_*.
     all_callbacks = [validation, timer]
     if checkpoint_dir:
@@ -246,6 +254,8 @@ def fit_recommender(
     history.best_epoch = validation.best_epoch
     history.best_score = validation.best
     history.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0
+    history.stopped_by = ("time_limit" if timer.out_of_time else
+                          "early_stopping" if validation.stopped else "epochs")
     return history
 
 
@@ -277,11 +287,18 @@ def sampled_training_model(model: keras.Model, loss, log_q=None) -> keras.Model:
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    """Wall-clock seconds of each epoch's training steps (validation excluded)."""
+    """Wall-clock seconds of each epoch's training steps (validation excluded); stops training
+    at the end of the epoch during which `time_limit` seconds (since training began) passed."""
 
-    def __init__(self):
+    def __init__(self, time_limit: Optional[float] = None, verbose: int = 0):
         super().__init__()
         self.times = []
+        self.time_limit = time_limit
+        self.verbose = verbose
+        self.out_of_time = False
+
+    def on_train_begin(self, logs=None):
+        self._began = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -291,3 +308,11 @@ class _EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(getattr(self, "_last", time.perf_counter()) - self._start)
+        elapsed = time.perf_counter() - self._began
+        if self.time_limit is not None and elapsed >= self.time_limit \
+                and not self.model.stop_training:
+            self.model.stop_training = True
+            self.out_of_time = True
+            if self.verbose:
+                print(f"\nStopping: the time limit of {self.time_limit:g} s has passed "
+                      f"({elapsed:.0f} s, {epoch + 1} epochs).")

@@ -58,6 +58,20 @@ def test_early_stopping_stops(toy_data):
     history = fit_recommender(model, toy_data, epochs=10, learning_rate=0.0,
                               early_stopping_patience=2, verbose=0)
     assert len(history.history["loss"]) == 3
+    assert history.stopped_by == "early_stopping"
+    history = fit_recommender(tiny(toy_data), toy_data, epochs=2, verbose=0)
+    assert history.stopped_by == "epochs"
+
+
+def test_time_limit_finishes_the_running_epoch_then_stops(toy_data):
+    model = tiny(toy_data)
+    # Any epoch outlasts a microsecond: exactly one epoch runs, is validated and is kept.
+    history = fit_recommender(model, toy_data, epochs=10, time_limit=1e-6, verbose=0)
+    assert history.stopped_by == "time_limit"
+    assert len(history.history["loss"]) == 1 and len(history.history["val_ndcg@10"]) == 1
+    assert history.best_epoch == 0
+    with pytest.raises(ValueError, match="time_limit"):
+        fit_recommender(model, toy_data, time_limit=0, verbose=0)
 
 
 def test_interrupted_run_resumes_from_the_last_finished_epoch(toy_data, tmp_path):
