@@ -18,11 +18,6 @@ from keras import ops
 _NEG = -1e9
 
 
-def _masked_mean(per_position, y_true):
-    real = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), 0), "float32")
-    return ops.sum(per_position * real) / ops.maximum(ops.sum(real), 1.0)
-
-
 def _valid_negatives(scores):
     """1.0 where a negative's score is a real score, 0.0 where it was masked (accidental hit)."""
     return ops.cast(ops.greater(scores[..., 1:], _NEG / 2), "float32")
@@ -38,8 +33,42 @@ def _max_parts(y_pred):
     return positive, negatives, weights, negatives * _valid_negatives(y_pred)
 
 
+class PositionLoss(keras.losses.Loss):
+    """Base of every loss here: a per-position loss reduced over the real positions.
+
+    By default the batch's loss is the mean over its real positions (`y_true != 0`). With
+    `positions_per_batch` set, it is the sum over them divided by that constant instead:
+    `fit_recommender` sets it to the mean number of real positions per batch of the epoch, so
+    that every position weighs the same in an epoch however the batches were grouped by length
+    (a batch of short sequences would otherwise weigh as much as one of long sequences with ten
+    times more positions; on Amazon Beauty that cost SASRec a tenth of its validation NDCG@10).
+
+    Args:
+        positions_per_batch: None for the per-batch mean, or the constant to divide by.
+    """
+
+    sampled = False
+
+    def __init__(self, name=None, positions_per_batch: float | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.positions_per_batch = positions_per_batch
+
+    def reduce_positions(self, per_position, y_true):
+        """`per_position` losses `(batch, length)` -> a scalar over the real positions."""
+        real = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), 0), "float32")
+        total = ops.sum(per_position * real)
+        if self.positions_per_batch:
+            return total / self.positions_per_batch
+        return total / ops.maximum(ops.sum(real), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(positions_per_batch=self.positions_per_batch)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_seqrec")
-class SoftmaxCrossEntropy(keras.losses.Loss):
+class SoftmaxCrossEntropy(PositionLoss):
     """Full softmax cross-entropy over the whole catalogue, averaged over real positions.
 
     `y_true` holds item indices `(batch, length)` with 0 at padded positions, `y_pred` logits
@@ -58,8 +87,6 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
     0.6931
     """
 
-    sampled = False
-
     def __init__(self, name: str = "softmax_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
@@ -67,10 +94,10 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
         y_true = ops.cast(y_true, "int32")
         y_pred = ops.cast(y_pred, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        return _masked_mean(per_position, y_true)
+        return self.reduce_positions(per_position, y_true)
 
 
-class _SampledLoss(keras.losses.Loss):
+class _SampledLoss(PositionLoss):
     """Base of the sampled losses: how `fit_recommender` should draw negatives.
 
     Args:
@@ -122,7 +149,7 @@ class SampledSoftmax(_SampledLoss):
     def call(self, y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
         per_position = ops.logsumexp(y_pred, axis=-1) - y_pred[..., 0]
-        return _masked_mean(per_position, y_true)
+        return self.reduce_positions(per_position, y_true)
 
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
@@ -153,7 +180,7 @@ class BinaryCrossEntropy(_SampledLoss):
         positive = -self.beta * ops.log_sigmoid(y_pred[..., 0])
         negatives = -ops.sum(ops.log_sigmoid(-y_pred[..., 1:]) * _valid_negatives(y_pred),
                              axis=-1)
-        return _masked_mean(positive + negatives, y_true)
+        return self.reduce_positions(positive + negatives, y_true)
 
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
@@ -216,7 +243,7 @@ class BPRMax(_SampledLoss):
         positive, negatives, weights, clean = _max_parts(y_pred)
         bpr = ops.sum(weights * ops.sigmoid(positive - negatives), axis=-1)
         reg = ops.sum(weights * ops.square(clean), axis=-1)
-        return _masked_mean(-ops.log(bpr + 1e-24) + self.reg * reg, y_true)
+        return self.reduce_positions(-ops.log(bpr + 1e-24) + self.reg * reg, y_true)
 
     def get_config(self):
         config = super().get_config()
@@ -242,7 +269,7 @@ class TOP1Max(_SampledLoss):
     def call(self, y_true, y_pred):
         positive, negatives, weights, clean = _max_parts(y_pred)
         terms = ops.sigmoid(negatives - positive) + ops.sigmoid(ops.square(clean))
-        return _masked_mean(ops.sum(weights * terms, axis=-1), y_true)
+        return self.reduce_positions(ops.sum(weights * terms, axis=-1), y_true)
 
 
 LOSSES = {

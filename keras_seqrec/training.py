@@ -14,7 +14,7 @@ from keras_seqrec.data import SequenceDataset
 from keras_seqrec.data.pipeline import SampledBatches, as_fit_input
 from keras_seqrec.evaluation import evaluate_recommender
 from keras_seqrec.layers import CandidateLogits, FirstRow
-from keras_seqrec.losses import get_loss
+from keras_seqrec.losses import PositionLoss, get_loss
 from keras_seqrec.models.common import SEQUENCE_OUTPUT, model_max_len, output_layer
 from keras_seqrec.sampling import PopularitySampler
 
@@ -150,7 +150,8 @@ def fit_recommender(
 
     Batches group sequences of similar length and drop their all-padding columns
     (`data.training_batches`), so logits are computed at few padded positions; the loss
-    ignores the padded positions that remain.
+    ignores the padded positions that remain and weighs every real position of the epoch
+    alike (it sets the loss's `positions_per_batch`, see `losses.PositionLoss`).
 
     After each epoch the model is evaluated on the validation split with full ranking; training
     stops when `validation_metric` has not improved for `early_stopping_patience` epochs, and
@@ -219,6 +220,9 @@ def fit_recommender(
     keras.utils.set_random_seed(seed)
     loss = get_loss(loss)
     batches = data.training_batches(batch_size=batch_size, seed=seed)
+    if isinstance(loss, PositionLoss):
+        # Batches are grouped by length: weigh every position alike, not every batch.
+        loss.positions_per_batch = batches.positions_per_batch
     if getattr(loss, "sampled", False):
         if hasattr(loss, "set_num_items"):
             loss.set_num_items(data.num_items)

@@ -64,6 +64,34 @@ def test_top1_max_by_hand():
     assert value(losses.TOP1Max(2), Y, S) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("loss", [losses.SoftmaxCrossEntropy(), losses.SampledSoftmax(2),
+                                  losses.BinaryCrossEntropy(2), losses.BPRMax(2),
+                                  losses.TOP1Max(2)], ids=lambda loss: loss.name)
+def test_positions_per_batch_divides_the_sum_over_real_positions(loss):
+    # Two real positions out of three; the padded one must count neither way.
+    y = [[0, 2, 1]]
+    scores = [[[9.0, 9.0, 9.0], [1.5, 0.5, -1.0], [0.2, 0.7, 0.1]]]
+    mean = value(loss, y, scores)
+    loss.positions_per_batch = 8.0
+    assert value(loss, y, scores) == pytest.approx(mean * 2 / 8.0, rel=1e-5)
+    loss.positions_per_batch = None
+
+
+def test_fit_recommender_weighs_every_position_alike():
+    from keras_seqrec.testing import deterministic_log
+    from keras_seqrec.training import fit_recommender
+
+    data = ks.prepare(deterministic_log(num_users=60, num_items=15, length=9), max_len=8)
+    batches = data.training_batches(batch_size=16)
+    _, targets = data.training_arrays()
+    expected = (targets != 0).sum() / len(batches)
+    assert batches.positions_per_batch == pytest.approx(expected)
+    loss = losses.SoftmaxCrossEntropy()
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=4, hidden_dim=4)
+    fit_recommender(model, data, epochs=1, batch_size=16, loss=loss, verbose=0)
+    assert loss.positions_per_batch == pytest.approx(expected)
+
+
 def test_accidental_hits_are_excluded():
     # The second negative is masked (-1e9, as CandidateLogits marks accidental hits).
     masked = [[[9.0, 9.0, 9.0], [1.5, 0.5, -1e9]]]
@@ -131,8 +159,9 @@ def test_losses_round_trip_their_config():
 
     for cls in (losses.SampledSoftmax, losses.BinaryCrossEntropy, losses.GBCE, losses.BPRMax,
                 losses.TOP1Max, losses.SoftmaxCrossEntropy):
-        loss = cls()
+        loss = cls(positions_per_batch=96.5)
         clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert clone.positions_per_batch == 96.5
         assert type(clone) is cls and clone.get_config() == loss.get_config()
     with pytest.raises(ValueError, match="must be one of"):
         losses.get_loss("hinge")

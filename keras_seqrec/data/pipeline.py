@@ -107,6 +107,11 @@ class BucketedBatches(keras.utils.PyDataset):
     def __len__(self):
         return math.ceil(len(self.inputs) / self.batch_size)
 
+    @property
+    def positions_per_batch(self) -> float:
+        """Mean number of real target positions per batch in an epoch (for the losses)."""
+        return float((self.targets != 0).sum()) / max(len(self), 1)
+
     def __getitem__(self, index):
         rows = self.batches[index]
         width = bucket_length(int(self.lengths[rows].max()), self.max_len)
@@ -135,6 +140,10 @@ class SampledBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return len(self.batches)
+
+    @property
+    def positions_per_batch(self) -> float:
+        return self.batches.positions_per_batch
 
     def __getitem__(self, index):
         x, y = self.batches[index]
