@@ -34,6 +34,7 @@ DATASETS = {
     "ml-1m": dict(max_len=200),
 }
 VERBOSE = 0
+COMMIT = None  # the code the runs used: read when the script starts
 TRAINING = dict(epochs=40, batch_size=64, learning_rate=5e-3, early_stopping_patience=8)
 
 
@@ -49,6 +50,24 @@ def load(name, data_dir):
     if name == "ml-latest-small":
         return datasets.load(name, data_dir=data_dir)
     return datasets.load(name, data_dir=os.path.join(data_dir or SHARED, name), download=False)
+
+
+def _commit():
+    """The checked-out commit (with '-dirty' when the tree has changes), or None."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _weighted_per_batch(result):
+    """Trained before losses weighed every position alike (per-batch means over batches
+    grouped by length): kept, but marked in the tables until re-run."""
+    training = result["config"].get("training")
+    return training is not None and "loss_weighting" not in training
 
 
 def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag="",
@@ -99,13 +118,15 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         "seconds_per_epoch": round(history.seconds_per_epoch, 2) if history else 0.0,
         "total_seconds": round(seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "config": {"prepare": DATASETS[dataset], "training": training if history else None,
+        "config": {"prepare": DATASETS[dataset],
+                   "training": dict(training, loss_weighting="per position") if history else None,
                    "hyperparameters": {k: v for k, v in params.items()} if history else None,
                    "seed": seed},
         "data": data.describe()["filtered"],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"keras {keras.__version__} ({keras.backend.backend()})",
         "command": command,
+        "commit": COMMIT,
     }
     os.makedirs(os.path.join(RESULTS, dataset), exist_ok=True)
     suffix = ("_exclude_seen" if exclude_seen else "") + (f"_{tag}" if tag else "")
@@ -132,14 +153,19 @@ def render():
     commands = []
     for r in rows:
         t, v = r["metrics"]["test"], r["metrics"]["validation"]
+        mark = " \u2020" if _weighted_per_batch(r) else ""
         lines.append(
-            f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']} | "
+            f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']}{mark} | "
             f"{t['hr@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} | "
             f"{t['coverage@10']:.4f} | {v['ndcg@10']:.4f} | {r['epochs']} | "
             f"{r['seconds_per_epoch']} |"
         )
         if r["command"] not in commands:
             commands.append(r["command"])
+    if any(_weighted_per_batch(r) for r in rows):
+        lines.append("\n\u2020 trained by an earlier version whose loss averaged each "
+                     "length-bucketed batch, so that positions in batches of short sequences "
+                     "weighed more; re-run to refresh.")
     table = "\n".join(lines)
     machine = rows[0]["machine"] if rows else ""
     text = (
@@ -187,8 +213,8 @@ def main(argv=None):
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
     args = p.parse_args(argv)
-    global VERBOSE
-    VERBOSE = args.verbose
+    global VERBOSE, COMMIT
+    VERBOSE, COMMIT = args.verbose, _commit()
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
     if args.time_limit:
