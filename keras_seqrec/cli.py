@@ -151,6 +151,7 @@ def cmd_train(args) -> int:
         early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
         checkpoint_dir=os.path.join(args.output, "checkpoints"),
         tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
+        time_limit=args.time_limit * 60 if args.time_limit else None,
     )
     train_seconds = time.perf_counter() - start
     # Save the trained model first, so nothing is lost if evaluation fails.
@@ -177,6 +178,7 @@ def cmd_train(args) -> int:
         "dataset": {"source": args.dataset, "data_dir": args.data_dir, **data.describe()},
         "training": {
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
+            "stopped_by": history.stopped_by,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "validation_metric": args.validation_metric, "seed": args.seed,
             "loss": loss.get_config(),
@@ -295,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--learning-rate", type=float, default=5e-3)
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
+    g.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="start no new epoch after this many minutes (the best epoch is kept)")
     g.add_argument("--validation-metric", default="ndcg@10")
     g.add_argument("--loss", default="softmax",
                    choices=("softmax", "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max"),

@@ -75,7 +75,8 @@ class SoftmaxCrossEntropy(PositionLoss):
     `y_true` holds item indices `(batch, length)` with 0 at padded positions, `y_pred` logits
     `(batch, length, num_items + 1)`. The loss is the mean of `-log softmax(y_pred)[y_true]`
     over positions where `y_true != 0` (not over all positions, so batches with more padding
-    are not down-weighted). Use it by default: it is exact, and it is what SASRec needs to beat
+    are not down-weighted; `fit_recommender` divides by a per-epoch constant instead, see
+    `PositionLoss`). Use it by default: it is exact, and it is what SASRec needs to beat
     its published numbers (Klenitskiy & Vasilev, RecSys 2023). Its cost grows with the
     catalogue, so for very large catalogues use `SampledSoftmax`.
 

@@ -59,12 +59,15 @@ def test_train_evaluate_export_recommend(tmp_path, capsys):
 def test_train_with_a_sampled_loss(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main([
-        "train", "--model", "gru4rec", "--epochs", "1", "--hidden-dim", "8",
+        "train", "--model", "gru4rec", "--epochs", "5", "--hidden-dim", "8",
         "--min-item-interactions", "20", "--max-len", "20", "--output", str(run),
-        "--verbose", "0", "--loss", "bpr_max", "--num-negatives", "16",
+        "--verbose", "0", "--loss", "bpr_max", "--num-negatives", "16", "--time-limit", "1e-6",
     ]) == 0
     with open(run / "run.json") as f:
         record = json.load(f)
+    # The time limit passes during the first epoch: one epoch of five runs, and is kept.
+    assert record["training"]["stopped_by"] == "time_limit"
+    assert record["training"]["epochs_run"] == 1
     assert record["training"]["loss"]["name"] == "bpr_max"
     assert record["training"]["loss"]["num_negatives"] == 16
     with pytest.raises(SystemExit, match="sampled losses only"):
