@@ -90,8 +90,12 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
                 item2vec and "item_embeddings" in accepts):
             hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
+        fit_args = dict(training)
+        beta_2 = fit_args.pop("adam_beta_2", None)
+        if beta_2 is not None:
+            fit_args["optimizer"] = keras.optimizers.Adam(fit_args["learning_rate"], beta_2=beta_2)
         history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
-                                  exclude_seen=exclude_seen, **training)
+                                  exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
     metrics = {
         split: evaluate_recommender(model, data, split, ks=(5, 10, 20),
@@ -205,6 +209,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=TRAINING["epochs"])
     p.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
     p.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
+    p.add_argument("--adam-beta2", type=float, default=None,
+                   help="Adam's beta_2 (Keras default 0.999; the SASRec paper used 0.98)")
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="per model: start no new epoch after this many minutes")
@@ -217,6 +223,8 @@ def main(argv=None):
     VERBOSE, COMMIT = args.verbose, _commit()
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
+    if args.adam_beta2 is not None:
+        training["adam_beta_2"] = args.adam_beta2
     if args.time_limit:
         training["time_limit"] = args.time_limit * 60
     params = {}

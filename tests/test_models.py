@@ -37,6 +37,10 @@ def batch(seed=0, n=4):
 
 
 MODELS = ks.available_models()
+# Every model with its defaults, plus the architecture switches the defaults leave off.
+VARIANTS = [pytest.param(name, {}, id=name) for name in MODELS] + [
+    pytest.param("sasrec", {"normalized_residual": True}, id="sasrec-normalized_residual"),
+]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -50,9 +54,9 @@ def test_output_shape_and_padding_gets_no_probability(name):
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_causal_outputs_do_not_see_the_future(name):
-    model = small_model(name)
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_causal_outputs_do_not_see_the_future(name, options):
+    model = small_model(name, **options)
     x = batch()
     reference = ops.convert_to_numpy(model(x, training=False))
     for t in range(MAX_LEN - 1):
@@ -63,10 +67,10 @@ def test_causal_outputs_do_not_see_the_future(name):
         assert not np.allclose(out[:, t + 1:], reference[:, t + 1:])
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_trimmed_padding_and_long_inputs_give_the_same_scores(name):
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_trimmed_padding_and_long_inputs_give_the_same_scores(name, options):
     # Training and evaluation drop all-padding columns; longer inputs are cut to max_len.
-    model = small_model(name)
+    model = small_model(name, **options)
     x = batch()
     x[:, :3] = 0  # three leading padding columns in every row
     full = ops.convert_to_numpy(model(x, training=False))
@@ -78,9 +82,9 @@ def test_trimmed_padding_and_long_inputs_give_the_same_scores(name):
     )
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_keras_file_round_trip_gives_identical_outputs(name, tmp_path):
-    model = small_model(name)
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_keras_file_round_trip_gives_identical_outputs(name, options, tmp_path):
+    model = small_model(name, **options)
     x = batch()
     path = tmp_path / f"{name}.keras"
     model.save(path)
@@ -141,6 +145,33 @@ def test_learns_a_deterministic_next_item_rule(name):
                                 early_stopping_patience=15, verbose=0)
     metrics = evaluate_recommender(model, data, "test", ks=[1])
     assert metrics["hr@1"] >= 0.9, metrics
+
+
+def test_sasrec_normalized_residual_changes_what_the_blocks_add_to():
+    # Same weights, same layer names: only the residual's source differs.
+    default = small_model("sasrec")
+    original = small_model("sasrec", normalized_residual=True)
+    original.set_weights(default.get_weights())
+    x = batch()
+    assert not np.allclose(
+        ops.convert_to_numpy(default(x, training=False)),
+        ops.convert_to_numpy(original(x, training=False)),
+        atol=1e-3,
+    )
+    # Zeroing the attention and feed-forward outputs leaves each block its residual alone: the
+    # un-normalised stream in the default, the layer-normalised one in the original.
+    for model in (default, original):
+        for layer in model.layers:
+            if layer.name.endswith(("_attention", "_ffn_2")):
+                layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    for model, normalised in ((default, False), (original, True)):
+        probe = keras.Model(model.inputs[0], [model.get_layer("embedding_mask").output,
+                                           model.get_layer("block_0_attention_residual").output])
+        embedded, residual = (ops.convert_to_numpy(t) for t in probe(x, training=False))
+        if normalised:
+            norm = model.get_layer("block_0_attention_norm")
+            embedded = ops.convert_to_numpy(norm(embedded))
+        np.testing.assert_allclose(residual, embedded, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_model_and_hyperparameter_errors():

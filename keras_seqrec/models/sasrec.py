@@ -24,6 +24,7 @@ def sasrec(
     tie_embeddings: bool = True,
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
+    normalized_residual: bool = False,
 ) -> keras.Model:
     """SASRec: item + learned position embeddings, causal self-attention blocks, tied scores.
 
@@ -43,6 +44,9 @@ def sasrec(
         tie_embeddings: score with the item embedding (as the paper does).
         item_embeddings: optional `(num_items + 1, dim)` starting matrix.
         freeze_item_embeddings: keep the item embedding fixed.
+        normalized_residual: add each sub-layer's output to its layer-normalised input, as the
+            original SASRec code does, instead of to the un-normalised stream (standard
+            pre-layer-norm). Keys and values of the attention are un-normalised either way.
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -79,18 +83,20 @@ def sasrec(
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     x = layers.Multiply(name="embedding_mask")([x, real])
     for i in range(num_layers):
-        h = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_attention_norm")(x)
+        q = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_attention_norm")(x)
         h = layers.MultiHeadAttention(
             num_heads, embedding_dim // num_heads, dropout=dropout,
             name=f"block_{i}_attention",
-        )(h, x, attention_mask=attention_mask)
-        x = layers.Add(name=f"block_{i}_attention_residual")([x, h])
-        h = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_ffn_norm")(x)
-        h = layers.Dense(embedding_dim, activation="relu", name=f"block_{i}_ffn_1")(h)
+        )(q, x, attention_mask=attention_mask)
+        skip = q if normalized_residual else x
+        x = layers.Add(name=f"block_{i}_attention_residual")([skip, h])
+        q = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_ffn_norm")(x)
+        h = layers.Dense(embedding_dim, activation="relu", name=f"block_{i}_ffn_1")(q)
         h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_1")(h)
         h = layers.Dense(embedding_dim, name=f"block_{i}_ffn_2")(h)
         h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_2")(h)
-        x = layers.Add(name=f"block_{i}_ffn_residual")([x, h])
+        skip = q if normalized_residual else x
+        x = layers.Add(name=f"block_{i}_ffn_residual")([skip, h])
         x = layers.Multiply(name=f"block_{i}_mask")([x, real])
     x = layers.LayerNormalization(epsilon=1e-8, name="final_norm")(x)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
