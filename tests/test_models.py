@@ -165,8 +165,9 @@ def test_sasrec_normalized_residual_changes_what_the_blocks_add_to():
             if layer.name.endswith(("_attention", "_ffn_2")):
                 layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
     for model, normalised in ((default, False), (original, True)):
-        probe = keras.Model(model.inputs[0], [model.get_layer("embedding_mask").output,
-                                           model.get_layer("block_0_attention_residual").output])
+        outputs = [model.get_layer("embedding_mask").output,
+                   model.get_layer("block_0_attention_residual").output]
+        probe = keras.Model(model.inputs[0], outputs)
         embedded, residual = (ops.convert_to_numpy(t) for t in probe(x, training=False))
         if normalised:
             norm = model.get_layer("block_0_attention_norm")
