@@ -63,13 +63,6 @@ def _commit():
         return None
 
 
-def _weighted_per_batch(result):
-    """Trained before losses weighed every position alike (per-batch means over batches
-    grouped by length): kept, but marked in the tables until re-run."""
-    training = result["config"].get("training")
-    return training is not None and "loss_weighting" not in training
-
-
 def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag="",
             item2vec=False):
     import keras
@@ -157,19 +150,14 @@ def render():
     commands = []
     for r in rows:
         t, v = r["metrics"]["test"], r["metrics"]["validation"]
-        mark = " \u2020" if _weighted_per_batch(r) else ""
         lines.append(
-            f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']}{mark} | "
+            f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']} | "
             f"{t['hr@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} | "
             f"{t['coverage@10']:.4f} | {v['ndcg@10']:.4f} | {r['epochs']} | "
             f"{r['seconds_per_epoch']} |"
         )
         if r["command"] not in commands:
             commands.append(r["command"])
-    if any(_weighted_per_batch(r) for r in rows):
-        lines.append("\n\u2020 trained by an earlier version whose loss averaged each "
-                     "length-bucketed batch, so that positions in batches of short sequences "
-                     "weighed more; re-run to refresh.")
     table = "\n".join(lines)
     machine = rows[0]["machine"] if rows else ""
     text = (
