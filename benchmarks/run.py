@@ -85,8 +85,17 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         fit_args = dict(training)
         beta_2 = fit_args.pop("adam_beta_2", None)
-        if beta_2 is not None:
+        weight_decay = fit_args.pop("weight_decay", None)
+        if weight_decay is not None:  # decoupled (AdamW)
+            fit_args["optimizer"] = keras.optimizers.AdamW(
+                fit_args["learning_rate"], weight_decay=weight_decay, beta_2=beta_2 or 0.999)
+        elif beta_2 is not None:
             fit_args["optimizer"] = keras.optimizers.Adam(fit_args["learning_rate"], beta_2=beta_2)
+        plateau = fit_args.pop("lr_plateau_patience", None)
+        if plateau is not None:  # halve the learning rate when validation stalls
+            fit_args["callbacks"] = [keras.callbacks.ReduceLROnPlateau(
+                monitor="val_ndcg@10", mode="max", factor=0.5, patience=plateau,
+                min_lr=fit_args["learning_rate"] / 64, verbose=VERBOSE)]
         history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
                                   exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
@@ -199,6 +208,11 @@ def main(argv=None):
     p.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
     p.add_argument("--adam-beta2", type=float, default=None,
                    help="Adam's beta_2 (Keras default 0.999; the SASRec paper used 0.98)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="train with AdamW and this decoupled weight decay")
+    p.add_argument("--lr-plateau", type=int, default=None, metavar="EPOCHS",
+                   help="halve the learning rate after this many epochs without a better "
+                        "validation NDCG@10 (at most 6 times)")
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="per model: start no new epoch after this many minutes")
@@ -213,6 +227,10 @@ def main(argv=None):
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
     if args.adam_beta2 is not None:
         training["adam_beta_2"] = args.adam_beta2
+    if args.weight_decay is not None:
+        training["weight_decay"] = args.weight_decay
+    if args.lr_plateau is not None:
+        training["lr_plateau_patience"] = args.lr_plateau
     if args.time_limit:
         training["time_limit"] = args.time_limit * 60
     params = {}
