@@ -40,6 +40,7 @@ MODELS = ks.available_models()
 # Every model with its defaults, plus the architecture switches the defaults leave off.
 VARIANTS = [pytest.param(name, {}, id=name) for name in MODELS] + [
     pytest.param("sasrec", {"normalized_residual": True}, id="sasrec-normalized_residual"),
+    pytest.param("sasrec", {"ffn_dim": 64}, id="sasrec-ffn_dim"),
 ]
 
 
@@ -145,6 +146,15 @@ def test_learns_a_deterministic_next_item_rule(name):
                                 early_stopping_patience=15, verbose=0)
     metrics = evaluate_recommender(model, data, "test", ks=[1])
     assert metrics["hr@1"] >= 0.9, metrics
+
+
+def test_sasrec_ffn_dim_sets_the_inner_width_only():
+    wide = small_model("sasrec", ffn_dim=64)
+    assert wide.get_layer("block_1_ffn_1").units == 64
+    assert wide.get_layer("block_1_ffn_2").units == 16  # back to embedding_dim
+    assert small_model("sasrec").get_layer("block_1_ffn_1").units == 16  # the paper's default
+    with pytest.raises(ValueError, match="`ffn_dim` must be a positive width; got 0"):
+        small_model("sasrec", ffn_dim=0)
 
 
 def test_sasrec_normalized_residual_changes_what_the_blocks_add_to():

@@ -25,6 +25,7 @@ def sasrec(
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
     normalized_residual: bool = False,
+    ffn_dim: Optional[int] = None,
 ) -> keras.Model:
     """SASRec: item + learned position embeddings, causal self-attention blocks, tied scores.
 
@@ -47,6 +48,8 @@ def sasrec(
         normalized_residual: add each sub-layer's output to its layer-normalised input, as the
             original SASRec code does, instead of to the un-normalised stream (standard
             pre-layer-norm). Keys and values of the attention are un-normalised either way.
+        ffn_dim: inner width of the point-wise feed-forward network; defaults to
+            `embedding_dim`, as in the paper (Transformers in NLP use 4 times the width).
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -67,6 +70,8 @@ def sasrec(
         raise ValueError(
             f"`num_heads` must divide `embedding_dim` ({embedding_dim}); got {num_heads}."
         )
+    if ffn_dim is not None and ffn_dim < 1:
+        raise ValueError(f"`ffn_dim` must be a positive width; got {ffn_dim}.")
 
     # Inputs.
     item_ids, ids = common.item_input(max_len)
@@ -91,7 +96,8 @@ def sasrec(
         skip = q if normalized_residual else x
         x = layers.Add(name=f"block_{i}_attention_residual")([skip, h])
         q = layers.LayerNormalization(epsilon=1e-8, name=f"block_{i}_ffn_norm")(x)
-        h = layers.Dense(embedding_dim, activation="relu", name=f"block_{i}_ffn_1")(q)
+        h = layers.Dense(ffn_dim or embedding_dim, activation="relu",
+                         name=f"block_{i}_ffn_1")(q)
         h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_1")(h)
         h = layers.Dense(embedding_dim, name=f"block_{i}_ffn_2")(h)
         h = layers.Dropout(dropout, name=f"block_{i}_ffn_dropout_2")(h)
