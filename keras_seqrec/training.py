@@ -172,7 +172,10 @@ def fit_recommender(
         early_stopping_patience: epochs without improvement before stopping.
         restore_best: restore the best validation epoch's weights at the end.
         exclude_seen: validate with seen items removed from the ranking.
-        callbacks: more Keras callbacks.
+        callbacks: more Keras callbacks. They run after validation, so they can monitor
+            `val_*` metrics, e.g. `keras.callbacks.ReduceLROnPlateau(monitor="val_ndcg@10",
+            mode="max", factor=0.5, patience=2)` halves the learning rate whenever validation
+            stalls for 2 epochs (the Amazon Beauty SASRec benchmark trains so).
         tensorboard_dir: write TensorBoard logs there (losses and validation metrics).
         checkpoint_dir: back up the training state there after every epoch; calling again with
             the same directory after an interruption resumes from the last finished epoch.
