@@ -84,13 +84,14 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
             hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         fit_args = dict(training)
-        beta_2 = fit_args.pop("adam_beta_2", None)
-        weight_decay = fit_args.pop("weight_decay", None)
-        if weight_decay is not None:  # decoupled (AdamW)
-            fit_args["optimizer"] = keras.optimizers.AdamW(
-                fit_args["learning_rate"], weight_decay=weight_decay, beta_2=beta_2 or 0.999)
-        elif beta_2 is not None:
-            fit_args["optimizer"] = keras.optimizers.Adam(fit_args["learning_rate"], beta_2=beta_2)
+        adam = {}  # Adam settings other than Keras' defaults
+        if "adam_beta_2" in fit_args:
+            adam["beta_2"] = fit_args.pop("adam_beta_2")
+        if "weight_decay" in fit_args:  # decoupled (AdamW)
+            adam["weight_decay"] = fit_args.pop("weight_decay")
+        if adam:
+            optimizer = keras.optimizers.AdamW if "weight_decay" in adam else keras.optimizers.Adam
+            fit_args["optimizer"] = optimizer(fit_args["learning_rate"], **adam)
         plateau = fit_args.pop("lr_plateau_patience", None)
         if plateau is not None:  # halve the learning rate when validation stalls
             fit_args["callbacks"] = [keras.callbacks.ReduceLROnPlateau(
