@@ -81,7 +81,9 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         accepts = ks.models.hyperparameters(model_name)
         if accepts.get("item_embeddings", None) is not None or (
                 item2vec and "item_embeddings" in accepts):
-            hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed)
+            # Word2Vec at the requested width (the builder takes its width from the matrix).
+            width = {k: hyper.pop(k) for k in ["embedding_dim"] if k in hyper}
+            hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed, **width)
         model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         fit_args = dict(training)
         adam = {}  # Adam settings other than Keras' defaults
