@@ -211,6 +211,20 @@ def test_attention_weights_are_causal_and_ignore_padding():
             assert np.all(weights[b, t, ~allowed] == 0.0)
 
 
+def test_gru_attention_embedding_dropout_is_separate_and_defaults_to_dropout():
+    def rates(model):
+        return {layer.name: layer.rate for layer in model.layers
+                if isinstance(layer, keras.layers.Dropout)}
+
+    shared = rates(small_model("gru_attention", dropout=0.3))
+    assert set(shared.values()) == {0.3} and "embedding_dropout" in shared
+    split = rates(small_model("gru_attention", dropout=0.3, embedding_dropout=0.6))
+    assert split.pop("embedding_dropout") == 0.6
+    assert set(split.values()) == {0.3} and len(split) == len(shared) - 1
+    with pytest.raises(ValueError, match=r"`embedding_dropout` is a drop rate in \[0, 1\)"):
+        small_model("gru_attention", embedding_dropout=1.0)
+
+
 def test_attention_layer_round_trips_its_config():
     layer = ks.layers.CausalBahdanauAttention(units=5, name="att")
     clone = ks.layers.CausalBahdanauAttention.from_config(layer.get_config())

@@ -25,6 +25,7 @@ def gru_attention(
     num_layers: int = 2,
     attention_units: int = 64,
     dropout: float = 0.2,
+    embedding_dropout: Optional[float] = None,
     tie_embeddings: bool = True,
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
@@ -42,7 +43,10 @@ def gru_attention(
         hidden_dim: GRU state width.
         num_layers: stacked GRU layers.
         attention_units: width of the additive scoring space.
-        dropout: drop rate after the embedding and each GRU layer, and before the output.
+        dropout: drop rate after each GRU layer and on the attentional state before scoring
+            (and after the embedding unless `embedding_dropout` is given).
+        embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Large
+            catalogues of rarely seen items often want more here than inside the stack.
         tie_embeddings: score with the item embedding itself, else a separate dense layer.
         item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
         freeze_item_embeddings: keep the item embedding fixed.
@@ -63,6 +67,13 @@ def gru_attention(
         (NARM), CIKM 2017.
     """
     common.validate_common(dropout=dropout, num_layers=num_layers)
+    if embedding_dropout is None:
+        embedding_dropout = dropout
+    elif not 0.0 <= embedding_dropout < 1.0:
+        raise ValueError(
+            f"`embedding_dropout` is a drop rate in [0, 1) (or None to use `dropout`); "
+            f"got {embedding_dropout!r}."
+        )
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
 
     # Inputs.
@@ -71,7 +82,7 @@ def gru_attention(
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
-    x = layers.Dropout(dropout, name="embedding_dropout")(embedding(ids))
+    x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
     states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
     context, _ = CausalBahdanauAttention(attention_units, name=ATTENTION)(
         states, padding_mask=mask
