@@ -45,8 +45,8 @@ def gru_attention(
         attention_units: width of the additive scoring space.
         dropout: drop rate after each GRU layer and on the attentional state before scoring
             (and after the embedding unless `embedding_dropout` is given).
-        embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Large
-            catalogues of rarely seen items often want more here than inside the stack.
+        embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Set
+            it when the embedding table needs more regularisation than the recurrent stack.
         tie_embeddings: score with the item embedding itself, else a separate dense layer.
         item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
         freeze_item_embeddings: keep the item embedding fixed.
