@@ -107,8 +107,12 @@ def single_input(model: keras.Model):
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
-def validate_common(*, dropout: float, num_layers: int) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` is a drop rate in [0, 1); got {dropout!r}.")
+def validate_common(*, dropout: float, num_layers: int,
+                    embedding_dropout: float | None = None) -> None:
+    """Check the shared hyperparameters; `embedding_dropout` only when the model has one set."""
+    rates = {"dropout": dropout, "embedding_dropout": embedding_dropout}
+    for name, rate in rates.items():
+        if rate is not None and not 0.0 <= rate < 1.0:
+            raise ValueError(f"`{name}` is a drop rate in [0, 1); got {rate!r}.")
     if num_layers < 1:
         raise ValueError(f"`num_layers` must be >= 1; got {num_layers!r}.")

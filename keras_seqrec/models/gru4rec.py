@@ -62,11 +62,8 @@ def gru4rec(
     >>> build_model("gru4rec", num_items=50, max_len=10).output_shape
     (None, None, 51)
     """
-    for name, rate in (("dropout", dropout), ("embedding_dropout", embedding_dropout)):
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"`{name}` is a drop probability in [0, 1); got {rate!r}.")
-    if num_layers < 1:
-        raise ValueError(f"`num_layers` must be >= 1; got {num_layers!r}.")
+    common.validate_common(dropout=dropout, num_layers=num_layers,
+                           embedding_dropout=embedding_dropout)
     embedding_dim = common.check_item_embeddings(
         item_embeddings, num_items, embedding_dim or hidden_dim
     )

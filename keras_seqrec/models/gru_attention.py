@@ -66,14 +66,10 @@ def gru_attention(
         Bahdanau et al., ICLR 2015; Li et al., "Neural Attentive Session-based Recommendation"
         (NARM), CIKM 2017.
     """
-    common.validate_common(dropout=dropout, num_layers=num_layers)
+    common.validate_common(dropout=dropout, num_layers=num_layers,
+                           embedding_dropout=embedding_dropout)
     if embedding_dropout is None:
         embedding_dropout = dropout
-    elif not 0.0 <= embedding_dropout < 1.0:
-        raise ValueError(
-            f"`embedding_dropout` is a drop rate in [0, 1) (or None to use `dropout`); "
-            f"got {embedding_dropout!r}."
-        )
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
 
     # Inputs.
