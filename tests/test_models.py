@@ -225,6 +225,24 @@ def test_gru_attention_embedding_dropout_is_separate_and_defaults_to_dropout():
         small_model("gru_attention", embedding_dropout=1.0)
 
 
+def test_gru_attention_residual_stack_adds_each_later_layer_to_its_input():
+    model = small_model("gru_attention", num_layers=3, residual=True)
+    names = {layer.name for layer in model.layers}
+    assert {"gru_1_residual", "gru_2_residual"} <= names and "gru_0_residual" not in names
+    # A GRU whose weights are all zero outputs zeros, so the residual stack must pass the
+    # first layer's states through unchanged.
+    for name in ("gru_1", "gru_2"):
+        layer = model.get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    probe = keras.Model(model.inputs, [model.get_layer("gru_0_dropout").output,
+                                       model.get_layer("gru_2_residual").output])
+    first, last = (ops.convert_to_numpy(t) for t in probe(batch()))
+    assert np.abs(first).max() > 0
+    np.testing.assert_allclose(last, first, atol=1e-6)
+    plain = small_model("gru_attention", num_layers=3)
+    assert not any(layer.name.endswith("_residual") for layer in plain.layers)
+
+
 def test_attention_layer_round_trips_its_config():
     layer = ks.layers.CausalBahdanauAttention(units=5, name="att")
     clone = ks.layers.CausalBahdanauAttention.from_config(layer.get_config())

@@ -26,6 +26,7 @@ def gru_attention(
     attention_units: int = 64,
     dropout: float = 0.2,
     embedding_dropout: Optional[float] = None,
+    residual: bool = False,
     tie_embeddings: bool = True,
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
@@ -47,6 +48,8 @@ def gru_attention(
             (and after the embedding unless `embedding_dropout` is given).
         embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Set
             it when the embedding table needs more regularisation than the recurrent stack.
+        residual: from the second GRU layer on, add each layer's input to its output
+            (`x + dropout(gru(x))`), so the stack can fall back to what one layer gives.
         tie_embeddings: score with the item embedding itself, else a separate dense layer.
         item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
         freeze_item_embeddings: keep the item embedding fixed.
@@ -79,7 +82,7 @@ def gru_attention(
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
-    states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
+    states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout, residual)
     context, _ = CausalBahdanauAttention(attention_units, name=ATTENTION)(
         states, padding_mask=mask
     )

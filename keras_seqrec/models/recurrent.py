@@ -14,11 +14,17 @@ from keras_seqrec.models.registry import register_model
 _CELLS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
-def recurrent_states(x, mask, cell: str, hidden_dim: int, num_layers: int, dropout: float):
-    """Stack `num_layers` recurrent layers returning every position's state."""
+def recurrent_states(x, mask, cell: str, hidden_dim: int, num_layers: int, dropout: float,
+                     residual: bool = False):
+    """Stack `num_layers` recurrent layers returning every position's state.
+
+    With `residual`, every layer after the first adds its input to its (dropped-out) output,
+    `x + dropout(layer(x))`, so a deeper stack starts out as the one-layer stack plus corrections.
+    """
     for i in range(num_layers):
-        x = _CELLS[cell](hidden_dim, return_sequences=True, name=f"{cell}_{i}")(x, mask=mask)
-        x = layers.Dropout(dropout, name=f"{cell}_{i}_dropout")(x)
+        y = _CELLS[cell](hidden_dim, return_sequences=True, name=f"{cell}_{i}")(x, mask=mask)
+        y = layers.Dropout(dropout, name=f"{cell}_{i}_dropout")(y)
+        x = layers.Add(name=f"{cell}_{i}_residual")([x, y]) if residual and i > 0 else y
     return x  # (batch, max_len, hidden_dim)
 
 
