@@ -19,6 +19,8 @@ import resource
 import sys
 import time
 
+from keras_seqrec.cli import parse_param
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 ROOT = os.path.dirname(HERE)
@@ -219,7 +221,7 @@ def main(argv=None):
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="per model: start no new epoch after this many minutes")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--param", type=parse_param, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
@@ -236,10 +238,7 @@ def main(argv=None):
         training["lr_plateau_patience"] = args.lr_plateau
     if args.time_limit:
         training["time_limit"] = args.time_limit * 60
-    params = {}
-    for item in args.param:
-        key, _, value = item.partition("=")
-        params[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
+    params = dict(args.param)
     if not args.render_only:
         import keras_seqrec as ks
         from keras_seqrec.evaluation import BASELINES

@@ -93,6 +93,25 @@ _MODEL_FLAGS = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "atten
                 "dropout")
 
 
+def parse_param(text: str) -> tuple[str, object]:
+    """`"KEY=VALUE"` -> `(key, value)`, VALUE read as JSON when it parses (0.5, true, [1, 2]).
+
+    Example:
+
+    >>> parse_param("dropout=0.5"), parse_param("residual=true"), parse_param("cell=gru")
+    (('dropout', 0.5), ('residual', True), ('cell', 'gru'))
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a hyperparameter name, e.g. dropout=0.5; got {text!r}"
+        )
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def _metrics_table(rows: list[tuple[str, str, dict]], ks=(10,)) -> str:
     """Rows of (model, split, metrics) as an aligned text table."""
     header = ["model", "split"] + [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR", "Cov")]
@@ -128,7 +147,8 @@ def cmd_train(args) -> int:
 
     log, data = _prepare(args)
     print(data)
-    hyper = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    hyper = dict(args.param)
+    hyper.update({k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None})
     params = ks.models.hyperparameters(args.model)
     if "item_embeddings" in params:
         if params["item_embeddings"] is not None or args.item2vec:
@@ -138,7 +158,10 @@ def cmd_train(args) -> int:
             )
             hyper["item_embeddings"] = matrix
     keras.utils.set_random_seed(args.seed)
-    model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
+    try:
+        model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
+    except ValueError as error:  # a misspelt, inapplicable or out-of-range hyperparameter
+        raise SystemExit(f"error: {error}") from None
     loss = ks.losses.get_loss(args.loss)
     if args.num_negatives is not None:
         if not getattr(loss, "sampled", False):
@@ -290,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-heads", type=int)
     g.add_argument("--attention-units", type=int)
     g.add_argument("--dropout", type=float)
+    g.add_argument("--param", type=parse_param, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other hyperparameter of the model, e.g. --param embedding_dropout=0.5"
+                   " (repeatable; `keras_seqrec.models.hyperparameters(name)` lists them)")
     g.add_argument("--item2vec", action="store_true",
                    help="start the item embeddings from item2vec (models taking item_embeddings)")
     g = p.add_argument_group("training")

@@ -3,6 +3,7 @@
 import json
 import os
 
+import keras
 import pytest
 
 from keras_seqrec import cli
@@ -62,7 +63,10 @@ def test_train_with_a_sampled_loss(tmp_path, capsys):
         "train", "--model", "gru4rec", "--epochs", "5", "--hidden-dim", "8",
         "--min-item-interactions", "20", "--max-len", "20", "--output", str(run),
         "--verbose", "0", "--loss", "bpr_max", "--num-negatives", "16", "--time-limit", "1e-6",
+        "--param", "embedding_dropout=0.3",
     ]) == 0
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    assert model.get_layer("embedding_dropout").rate == 0.3
     with open(run / "run.json") as f:
         record = json.load(f)
     # The time limit passes during the first epoch: one epoch of five runs, and is kept.
@@ -73,3 +77,12 @@ def test_train_with_a_sampled_loss(tmp_path, capsys):
     with pytest.raises(SystemExit, match="sampled losses only"):
         cli.main(["train", "--num-negatives", "4", "--epochs", "1", "--output",
                   str(tmp_path / "x")])
+
+
+def test_train_param_errors_name_the_bad_hyperparameter(tmp_path):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["train", "--param", "dropout"])
+    assert caught.value.code == 2  # argparse: not KEY=VALUE
+    with pytest.raises(SystemExit, match=r"'hiden_dim' \(did you mean 'hidden_dim'\?\)"):
+        cli.main(["train", "--model", "gru", "--param", "hiden_dim=8", "--epochs", "1",
+                  "--min-item-interactions", "20", "--output", str(tmp_path / "run")])
