@@ -132,6 +132,10 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         "config": {"prepare": DATASETS[dataset],
                    "training": dict(training, loss_weighting="per position") if history else None,
                    "hyperparameters": {k: v for k, v in params.items()} if history else None,
+                   # Every builder argument, defaults included: defaults change between versions.
+                   "all_hyperparameters": {
+                       k: v for k, v in {**ks.models.hyperparameters(model_name), **params}.items()
+                       if k != "item_embeddings"} if history else None,
                    "seed": seed},
         "data": data.describe()["filtered"],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "

@@ -226,7 +226,7 @@ def test_gru_attention_embedding_dropout_is_separate_and_defaults_to_dropout():
 
 
 def test_gru_attention_residual_stack_adds_each_later_layer_to_its_input():
-    model = small_model("gru_attention", num_layers=3, residual=True)
+    model = small_model("gru_attention", num_layers=3)  # residual by default
     names = {layer.name for layer in model.layers}
     assert {"gru_1_residual", "gru_2_residual"} <= names and "gru_0_residual" not in names
     # A GRU whose weights are all zero outputs zeros, so the residual stack must pass the
@@ -239,7 +239,7 @@ def test_gru_attention_residual_stack_adds_each_later_layer_to_its_input():
     first, last = (ops.convert_to_numpy(t) for t in probe(batch()))
     assert np.abs(first).max() > 0
     np.testing.assert_allclose(last, first, atol=1e-6)
-    plain = small_model("gru_attention", num_layers=3)
+    plain = small_model("gru_attention", num_layers=3, residual=False)
     assert not any(layer.name.endswith("_residual") for layer in plain.layers)
 
 

@@ -26,7 +26,7 @@ def gru_attention(
     attention_units: int = 64,
     dropout: float = 0.2,
     embedding_dropout: Optional[float] = None,
-    residual: bool = False,
+    residual: bool = True,
     tie_embeddings: bool = True,
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
@@ -49,7 +49,9 @@ def gru_attention(
         embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Set
             it when the embedding table needs more regularisation than the recurrent stack.
         residual: from the second GRU layer on, add each layer's input to its output
-            (`x + dropout(gru(x))`), so the stack can fall back to what one layer gives.
+            (`x + dropout(gru(x))`), so the stack can fall back to what one layer gives. It
+            scored higher on validation on all four benchmark datasets; `False` gives a plain
+            stack.
         tie_embeddings: score with the item embedding itself, else a separate dense layer.
         item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
         freeze_item_embeddings: keep the item embedding fixed.
