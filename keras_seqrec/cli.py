@@ -145,10 +145,15 @@ def cmd_train(args) -> int:
     from keras_seqrec.evaluation import BASELINES
     from keras_seqrec.training import fit_recommender
 
+    hyper = dict(args.param)
+    flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    if set(hyper) & set(flags):
+        key = sorted(set(hyper) & set(flags))[0]
+        raise SystemExit(f"error: {key} is given twice, as --{key.replace('_', '-')} and as "
+                         f"--param {key}=...; keep one.")
+    hyper.update(flags)
     log, data = _prepare(args)
     print(data)
-    hyper = dict(args.param)
-    hyper.update({k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None})
     params = ks.models.hyperparameters(args.model)
     if "item_embeddings" in params:
         if params["item_embeddings"] is not None or args.item2vec:

@@ -83,6 +83,9 @@ def test_train_param_errors_name_the_bad_hyperparameter(tmp_path):
     with pytest.raises(SystemExit) as caught:
         cli.main(["train", "--param", "dropout"])
     assert caught.value.code == 2  # argparse: not KEY=VALUE
+    with pytest.raises(SystemExit, match="dropout is given twice"):
+        cli.main(["train", "--dropout", "0.2", "--param", "dropout=0.3", "--epochs", "1",
+                  "--min-item-interactions", "20", "--output", str(tmp_path / "run")])
     with pytest.raises(SystemExit, match=r"'hiden_dim' \(did you mean 'hidden_dim'\?\)"):
         cli.main(["train", "--model", "gru", "--param", "hiden_dim=8", "--epochs", "1",
                   "--min-item-interactions", "20", "--output", str(tmp_path / "run")])

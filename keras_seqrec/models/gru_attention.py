@@ -50,8 +50,8 @@ def gru_attention(
             it when the embedding table needs more regularisation than the recurrent stack.
         residual: from the second GRU layer on, add each layer's input to its output
             (`x + dropout(gru(x))`), so the stack can fall back to what one layer gives. It
-            scored higher on validation on all four benchmark datasets; `False` gives a plain
-            stack.
+            scored higher on validation on ml-latest-small, ml-100k and Amazon Beauty than the
+            plain stack that `False` gives.
         tie_embeddings: score with the item embedding itself, else a separate dense layer.
         item_embeddings: optional `(num_items + 1, dim)` starting matrix (item2vec).
         freeze_item_embeddings: keep the item embedding fixed.
