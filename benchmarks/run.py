@@ -19,8 +19,6 @@ import resource
 import sys
 import time
 
-from keras_seqrec.cli import parse_param
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 ROOT = os.path.dirname(HERE)
@@ -63,6 +61,14 @@ def _commit():
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def _param(text: str):
+    """`--param KEY=VALUE`, parsed as the CLI does; imported on use so that `--render-only`
+    (and start-up) does not load Keras."""
+    from keras_seqrec.cli import parse_param
+
+    return parse_param(text)
 
 
 def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag="",
@@ -225,7 +231,7 @@ def main(argv=None):
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="per model: start no new epoch after this many minutes")
-    p.add_argument("--param", type=parse_param, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")

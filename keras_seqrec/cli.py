@@ -147,8 +147,9 @@ def cmd_train(args) -> int:
 
     hyper = dict(args.param)
     flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
-    if set(hyper) & set(flags):
-        key = sorted(set(hyper) & set(flags))[0]
+    twice = sorted(set(hyper) & set(flags))
+    if twice:
+        key = twice[0]
         raise SystemExit(f"error: {key} is given twice, as --{key.replace('_', '-')} and as "
                          f"--param {key}=...; keep one.")
     hyper.update(flags)
