@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Optional, Union
 
 import numpy as np
@@ -74,7 +75,44 @@ class Interactions:
         )
 
 
-def _check_id_column(column: pd.Series, role: str) -> pd.Series:
+# ASCII whitespace, exactly what `tf.strings.strip` removes in the exported serving graph.
+ID_WHITESPACE = " \t\n\r\x0b\x0c"
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+
+
+def normalize_ids(values) -> np.ndarray:
+    """The one normalisation applied to raw ids, in the loaders and in the serving graph alike.
+
+    Ids are strings with leading and trailing ASCII whitespace removed. When every id is the
+    canonical decimal form of an integer (`"7"`, never `"007"`, `"+7"` or `"7.0"`) the ids are
+    kept as int64, which turns back into the same strings; otherwise they stay strings, so raw
+    ids round-trip exactly (`"007"` and `"7"` are two items).
+
+    Example:
+
+    >>> normalize_ids([" 7", "12 "]).tolist(), normalize_ids(["007", "7"]).tolist()
+    ([7, 12], ['007', '7'])
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "b":
+        raise ValueError("Ids must be integers or strings; got booleans.")
+    if values.dtype.kind == "f":
+        integral = np.isfinite(values) & (values == np.round(values))
+        if not integral.all():
+            raise ValueError(
+                "Ids must be integers or strings; got non-integral numbers such as "
+                f"{values[~integral][0]!r}."
+            )
+        return values.astype(np.int64)
+    text = np.array([str(v).strip(ID_WHITESPACE) for v in values.ravel()], dtype=object)
+    if len(text) and all(_CANONICAL_INT.fullmatch(v) for v in text):
+        return text.astype(np.int64)
+    return text.astype(str)
+
+
+def _check_id_column(column: pd.Series, role: str) -> np.ndarray:
     missing = int(column.isna().sum())
     if missing:
         first = int(np.flatnonzero(column.isna().to_numpy())[0])
@@ -82,40 +120,65 @@ def _check_id_column(column: pd.Series, role: str) -> pd.Series:
             f"The {role} id column {column.name!r} has {missing:,} missing (NaN) values "
             f"(first at row {first}). Drop or fill those rows before loading."
         )
-    if pd.api.types.is_float_dtype(column):
-        as_int = column.astype(np.int64)
-        if (as_int == column).all():
-            return as_int
-    if column.dtype == object or pd.api.types.is_string_dtype(column):
-        return column.astype(str)
-    return column
+    try:
+        ids = normalize_ids(column.to_numpy())
+    except ValueError as error:
+        raise ValueError(f"The {role} id column {column.name!r}: {error}") from None
+    if ids.dtype.kind == "U":
+        empty = ids == ""
+        if empty.any():
+            raise ValueError(
+                f"The {role} id column {column.name!r} has {int(empty.sum()):,} empty ids "
+                f"(first at row {int(np.flatnonzero(empty)[0])}); the empty string is the "
+                "padding id. Drop or fill those rows."
+            )
+    return ids
 
 
 def _check_timestamps(column: pd.Series) -> pd.Series:
+    name = column.name
     if pd.api.types.is_datetime64_any_dtype(column):
         if column.isna().any():
             raise ValueError(
-                f"The timestamp column {column.name!r} has {int(column.isna().sum()):,} missing "
-                "values. Every interaction needs a time to be ordered; drop those rows."
+                f"The timestamp column {name!r} has {int(column.isna().sum()):,} missing "
+                f"values (first at row {int(np.flatnonzero(column.isna().to_numpy())[0])}). "
+                "Every interaction needs a time to be ordered; drop those rows."
             )
         if getattr(column.dt, "tz", None) is not None:
             column = column.dt.tz_convert("UTC").dt.tz_localize(None)
         return (column.astype("datetime64[ns]").astype(np.int64) // 1_000_000_000).astype(np.int64)
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        sample = column.dropna().iloc[:1].tolist()
-        raise ValueError(
-            f"The timestamp column {column.name!r} must be numeric (e.g. Unix seconds) or "
-            f"datetime64; got dtype {column.dtype} (first value {sample}). Convert it first, "
-            f"e.g. `df[{column.name!r}] = pd.to_datetime(df[{column.name!r}])`."
-        )
+    if pd.api.types.is_bool_dtype(column):
+        raise ValueError(f"The timestamp column {name!r} holds booleans, not times.")
+    if not pd.api.types.is_numeric_dtype(column):
+        numeric = pd.to_numeric(column, errors="coerce")
+        bad = numeric.isna().to_numpy() & column.notna().to_numpy()
+        if bad.any() or numeric.isna().all():
+            first = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+            raise ValueError(
+                f"The timestamp column {name!r} must be numeric (e.g. Unix seconds) or "
+                f"datetime64; row {first} holds {column.iloc[first]!r}"
+                f"{f' ({int(bad.sum()):,} such rows)' if bad.sum() > 1 else ''}. Fix or drop "
+                f"those rows, or convert the column first, e.g. "
+                f"`df[{name!r}] = pd.to_datetime(df[{name!r}])`."
+            )
+        column = numeric
     if column.isna().any():
         first = int(np.flatnonzero(column.isna().to_numpy())[0])
         raise ValueError(
-            f"The timestamp column {column.name!r} has {int(column.isna().sum()):,} missing "
+            f"The timestamp column {name!r} has {int(column.isna().sum()):,} missing "
             f"values (first at row {first}). Every interaction needs a time to be ordered; "
             "drop or fill those rows."
         )
     if pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (np.abs(values) >= 2.0 ** 63)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"The timestamp column {name!r} has {int(bad.sum()):,} infinite or "
+                f"out-of-range values (first at row {first}: {float(values[first])}); "
+                "drop or fix those rows."
+            )
         return column.astype(np.float64)
     return column.astype(np.int64)
 
@@ -163,8 +226,8 @@ def from_dataframe(
         )
     out = pd.DataFrame(
         {
-            USER: _check_id_column(df[user_col], "user").to_numpy(),
-            ITEM: _check_id_column(df[item_col], "item").to_numpy(),
+            USER: _check_id_column(df[user_col], "user"),
+            ITEM: _check_id_column(df[item_col], "item"),
         }
     )
     if time_col is None:
@@ -182,6 +245,153 @@ def from_dataframe(
     return Interactions(frame=out, items=items, name=name)
 
 
+FORMATS = ("csv", "tsv", "parquet", "sequences")
+_SNIFF_BYTES = 1 << 16
+
+
+def _open_bytes(path: str, size: int) -> tuple[bytes, bool]:
+    """The first `size` bytes of the file's content (decompressed when gzipped), and whether
+    the file is gzipped."""
+    import gzip
+
+    with open(path, "rb") as f:
+        head = f.read(size)
+    if not head.startswith(b"\x1f\x8b"):
+        return head, False
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read(size), True
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path!r} looks gzipped but cannot be decompressed ({error}).") \
+            from None
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No interaction log at {path!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"{path!r} is a directory; pass the log file inside it (for a MovieLens release "
+            "folder, pass the dataset name and the folder as data_dir / --data-dir)."
+        )
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path!r} is empty: it holds no interactions.")
+
+
+def _extension_format(path: str) -> Optional[str]:
+    name = os.path.basename(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".parquet", "parquet"),
+                        (".pq", "parquet")):
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def detect_format(path: PathLike) -> str:
+    """The format of an interaction file, read from its content: "csv", "tsv", "parquet" or
+    "sequences" (`user item item ...` lines). Gzipped files are looked into.
+
+    Content decides; a name ending in .csv/.tsv/.parquet must agree with it. Raises
+    `ValueError` when the file is empty, binary, or could be read more than one way (then pass
+    `format=`).
+
+    Example:
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.txt"
+    >>> _ = path.write_text("user,item,timestamp\\n1,10,5\\n")
+    >>> detect_format(path)
+    'csv'
+    """
+    path = os.fspath(path)
+    _check_file(path)
+    head, _ = _open_bytes(path, _SNIFF_BYTES)
+    by_name = _extension_format(path)
+    if head.startswith(b"PAR1"):
+        content = "parquet"
+    else:
+        if not head.strip():
+            raise ValueError(f"{path!r} is empty: it holds no interactions.")
+        if b"\x00" in head:
+            raise ValueError(f"{path!r} is a binary file, not a CSV/TSV/Parquet log or a "
+                             "sequence file.")
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 4:  # not just a character cut at the sniff limit
+                raise ValueError(
+                    f"{path!r} is not UTF-8 text (byte {error.start}); it is binary or in "
+                    "another encoding. Convert it to UTF-8 first."
+                ) from None
+            text = head[:error.start].decode("utf-8")
+        lines = [line for line in text.splitlines() if line.strip()][:20]
+        first = lines[0]
+        if "," in first:
+            content = "csv"
+        elif "\t" in first and not all(_CANONICAL_INT.fullmatch(t.strip(ID_WHITESPACE))
+                                         for t in first.split("\t") if t.strip()):
+            content = "tsv"  # a tab-separated header
+        elif "\t" in first and by_name == "tsv":
+            content = "tsv"
+        elif "\t" in first:
+            raise ValueError(
+                f"{path!r} could be a headerless TSV log or a `user item ...` sequence file; "
+                "pass format='tsv' or format='sequences' (CLI: --format)."
+            )
+        else:
+            content = "sequences"
+    if by_name is not None and by_name != content:
+        raise ValueError(
+            f"{path!r} is named like a {by_name} file but its content looks like "
+            f"{'a ' + content + ' file' if content != 'sequences' else 'a `user item ...` sequence file'}"
+            f"; pass format='{by_name}' or format='{content}' (CLI: --format) to say which."
+        )
+    return content
+
+
+def read_interactions(
+    path: PathLike,
+    *,
+    format: Optional[str] = None,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: Optional[str] = "timestamp",
+    rating_col: Optional[str] = None,
+    name: Optional[str] = None,
+) -> Interactions:
+    """Read any supported interaction file: a CSV/TSV/Parquet log or a sequence file.
+
+    The format comes from the content (`detect_format`) unless `format` is one of
+    `FORMATS`; gzipped files are read directly whatever their name's case.
+
+    Example:
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "LOG.CSV.GZ"
+    >>> import gzip; _ = gzip.open(path, "wt").write("user,item,timestamp\\n1,10,5\\n1,11,6\\n")
+    >>> read_interactions(path).num_items
+    2
+    """
+    path = os.fspath(path)
+    if format is None:
+        format = detect_format(path)
+    elif format not in FORMATS:
+        raise ValueError(f"`format` must be one of {FORMATS}; got {format!r}.")
+    else:
+        _check_file(path)
+    if format == "sequences":
+        return read_sequences(path, name=name)
+    return read_log(path, user_col=user_col, item_col=item_col, time_col=time_col,
+                    rating_col=rating_col, sep="\t" if format == "tsv" else ",", name=name,
+                    format="parquet" if format == "parquet" else "csv")
+
+
+def _base_name(path: str) -> str:
+    return os.path.basename(path).split(".")[0]
+
+
 def read_log(
     path: PathLike,
     *,
@@ -191,31 +401,54 @@ def read_log(
     rating_col: Optional[str] = None,
     sep: str = ",",
     name: Optional[str] = None,
+    format: Optional[str] = None,
 ) -> Interactions:
-    """Read a CSV (any separator) or Parquet interaction log.
+    """Read a CSV (any separator, gzipped or not) or Parquet interaction log.
+
+    User and item ids are read as text and normalised by `normalize_ids`, so `"007"` and `"7"`
+    stay two items and every raw id round-trips exactly.
 
     Example:
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
-    >>> _ = path.write_text("user,item,timestamp\\n1,10,5\\n1,11,6\\n")
-    >>> read_log(path).num_items
-    2
+    >>> _ = path.write_text("user,item,timestamp\\n1,007,5\\n1,7,6\\n")
+    >>> read_log(path).frame["item"].tolist()
+    ['007', '7']
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No interaction log at {path!r}.")
-    if path.endswith((".parquet", ".pq")):
+    _check_file(path)
+    if format is None:
+        head, _ = _open_bytes(path, 4)
+        format = "parquet" if head.startswith(b"PAR1") else "csv"
+    if format == "parquet":
         df = pd.read_parquet(path)
     else:
-        df = pd.read_csv(path, sep=sep)
+        head, gzipped = _open_bytes(path, _SNIFF_BYTES)
+        if b"\x00" in head:
+            raise ValueError(f"{path!r} is a binary file, not a CSV log.")
+        try:
+            df = pd.read_csv(path, sep=sep, dtype={user_col: str, item_col: str},
+                             compression="gzip" if gzipped else None)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path!r} is empty: it holds no interactions.") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path!r} is not UTF-8 text ({error.reason} at byte "
+                             f"{error.start}); convert it to UTF-8 first.") from None
+        except pd.errors.ParserError as error:
+            raise ValueError(f"{path!r} is not a well-formed {'TSV' if sep == chr(9) else 'CSV'}"
+                             f" log: {str(error).strip()}") from None
+    if len(df) == 0:
+        raise ValueError(
+            f"{path!r} has a header ({', '.join(map(str, df.columns))}) but no interactions."
+        )
     return from_dataframe(
         df,
         user_col=user_col,
         item_col=item_col,
         time_col=time_col,
         rating_col=rating_col,
-        name=name or os.path.splitext(os.path.basename(path))[0],
+        name=name or _base_name(path),
     )
 
 
@@ -225,7 +458,8 @@ def read_sequences(path: PathLike, *, name: Optional[str] = None) -> Interaction
     Items on a line are in time order, oldest first (Amazon Beauty/Sports/Toys files of S3-Rec
     and ICLRec). Lines of the same user are appended in file order, so SASRec's
     `user item`-per-line files (`ml-1m.txt`) read the same way. Gzip files are read directly.
-    There are no timestamps: an item's position in the file is its timestamp.
+    There are no timestamps: an item's position in the file is its timestamp. Ids are
+    normalised by `normalize_ids`.
 
     Example:
 
@@ -238,11 +472,19 @@ def read_sequences(path: PathLike, *, name: Optional[str] = None) -> Interaction
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No sequence file at {path!r}.")
+    _check_file(path)
     import gzip
 
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        text = f.read()
+    _, gzipped = _open_bytes(path, 4)
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path!r} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         "it is binary or in another encoding.") from None
+    if "\x00" in text:
+        raise ValueError(f"{path!r} is a binary file, not a sequence file.")
     lines = text.split("\n")
     tokens = [line.split() for line in lines if line.strip()]
     if not tokens:
@@ -257,12 +499,6 @@ def read_sequences(path: PathLike, *, name: Optional[str] = None) -> Interaction
     users = np.array([t[0] for t in tokens])
     items = np.array([tok for t in tokens for tok in t[1:]])
     users = np.repeat(users, lengths)
-    frame = pd.DataFrame({USER: users, ITEM: items})
-    for col in (USER, ITEM):
-        numeric = pd.to_numeric(frame[col], errors="coerce")
-        if not numeric.isna().any():
-            frame[col] = numeric.astype(np.int64)
+    frame = pd.DataFrame({USER: normalize_ids(users), ITEM: normalize_ids(items)})
     frame[TIMESTAMP] = np.arange(len(frame), dtype=np.int64)
-    return Interactions(
-        frame=frame, name=name or os.path.basename(path).split(".")[0]
-    )
+    return Interactions(frame=frame, name=name or _base_name(path))
