@@ -13,6 +13,7 @@ from keras_seqrec.data.vocabulary import Vocabulary
 from keras_seqrec.datasets.interactions import ITEM, RATING, TIMESTAMP, USER, Interactions
 
 SPLITS = ("leave_one_out", "temporal")
+TIE_BREAKS = ("file", "random")
 
 
 @dataclasses.dataclass
@@ -187,19 +188,25 @@ def prepare(
     valid_start: Optional[float] = None,
     test_start: Optional[float] = None,
     session_gap: Optional[float] = None,
+    drop_duplicates: bool = True,
+    tie_break: str = "file",
+    seed: int = 0,
 ) -> SequenceDataset:
     """Turn an interaction log into time-ordered item sequences with leak-free splits.
 
-    Steps: keep ratings `>= min_rating` (implicit feedback); iterative k-core filtering (every
+    Steps: drop exact duplicate rows (the same user, item and timestamp, `drop_duplicates`);
+    keep ratings `>= min_rating` (implicit feedback); iterative k-core filtering (every
     user has `>= min_user_interactions` and every item `>= min_item_interactions`); sort each
-    user's interactions by timestamp, ties keeping file order; build the item vocabulary over what
-    remains; split.
+    user's interactions by timestamp, ties in file order or in a seeded random order
+    (`tie_break`); build the item vocabulary over what remains; split.
 
     Splits:
         - `"leave_one_out"` (default): per user, the last item is the test target (its input:
           everything before it), the second-to-last the validation target (input: everything
           before that), the rest is training. Users with fewer than 3 interactions are too short
           to split: all their items are used for training and they are in no evaluation split.
+          With `session_gap`, only each user's last session is split this way and the user's
+          earlier sessions train whole, so no training sequence is later than a target.
         - `"temporal"`: a global cut in time. Interactions before `valid_start` are training;
           every interaction at or after `valid_start` and before `test_start` is a validation
           target, every one at or after `test_start` a test target, each with the user's
@@ -218,6 +225,12 @@ def prepare(
             seconds). Every session is then its own sequence, named `"<user>:<n>"`: nothing
             carries over from one session to the next (the session-based setting of GRU4Rec).
             Filtering happens before the split into sessions.
+        drop_duplicates: drop rows repeating an earlier row's user, item and timestamp (a log
+            exported twice would otherwise make the validation target equal the test target);
+            the count is in `describe()["duplicates_dropped"]`. Set False to keep them.
+        tie_break: order of a user's interactions with equal timestamps: "file" (file order)
+            or "random" (a random order drawn with `seed`, the same for every run).
+        seed: seed of the random tie-break.
 
     Returns:
         A `SequenceDataset`.
@@ -257,11 +270,20 @@ def prepare(
             )
     elif valid_start is not None or test_start is not None:
         raise ValueError("`valid_start`/`test_start` only apply to split='temporal'.")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"`tie_break` must be one of {TIE_BREAKS}; got {tie_break!r}.")
 
     frame = interactions.frame
     info = {"name": interactions.name, "raw": interactions.describe()}
     if len(frame) == 0:
         raise ValueError("The interaction log is empty.")
+    duplicates = 0
+    if drop_duplicates:
+        repeated = frame.duplicated(subset=[USER, ITEM, TIMESTAMP], keep="first").to_numpy()
+        duplicates = int(repeated.sum())
+        if duplicates:
+            frame = frame[~repeated]
+    info["duplicates_dropped"] = duplicates
     if min_rating is not None:
         if RATING not in frame.columns:
             raise ValueError(
@@ -281,15 +303,20 @@ def prepare(
             before,
         )
 
-    # Stable time order within each user: lexsort is stable, so ties keep file order.
+    # Time order within each user. lexsort is stable, so ties keep file order, or the order
+    # of a seeded random key for tie_break="random".
     user_codes, user_ids = pd.factorize(frame[USER], sort=True)
     timestamps = frame[TIMESTAMP].to_numpy()
-    order = np.lexsort((timestamps, user_codes))
+    keys = (timestamps, user_codes)
+    if tie_break == "random":
+        keys = (np.random.default_rng(seed).permutation(len(timestamps)),) + keys
+    order = np.lexsort(keys)
     user_codes = user_codes[order]
     timestamps = timestamps[order]
     vocabulary = Vocabulary(pd.unique(frame[ITEM]))
     items = vocabulary.lookup(frame[ITEM].to_numpy()[order])
     users = np.asarray(user_ids)
+    last_session = None
     if session_gap is not None:
         if session_gap <= 0:
             raise ValueError(f"`session_gap` must be > 0; got {session_gap}.")
@@ -303,6 +330,7 @@ def prepare(
         owner = users[owner_codes].astype(str)
         users = np.char.add(np.char.add(owner, ":"), number.astype(str))
         user_codes = session
+        last_session = np.r_[owner_codes[1:] != owner_codes[:-1], True]
     lengths = np.bincount(user_codes, minlength=len(users))
     full = Sequences.from_lengths(items, lengths)
 
@@ -312,10 +340,12 @@ def prepare(
         settings={"max_len": int(max_len), "min_rating": min_rating,
                   "min_user_interactions": int(min_user_interactions),
                   "min_item_interactions": int(min_item_interactions), "split": split,
-                  "session_gap": session_gap},
+                  "session_gap": session_gap, "drop_duplicates": bool(drop_duplicates),
+                  "tie_break": tie_break, **({"seed": int(seed)} if tie_break == "random"
+                                             else {})},
     )
     if split == "leave_one_out":
-        train, validation, test, split_info = _leave_one_out(full, users)
+        train, validation, test, split_info = _leave_one_out(full, users, last_session)
     else:
         train, validation, test, split_info = _temporal(
             full, users, timestamps, valid_start, test_start
@@ -335,9 +365,11 @@ def prepare(
     )
 
 
-def _leave_one_out(full: Sequences, users: np.ndarray):
+def _leave_one_out(full: Sequences, users: np.ndarray, last_session=None):
     lengths = full.lengths
     splittable = lengths >= 3
+    if last_session is not None:  # sessions: only a user's last one holds targets
+        splittable &= last_session
     # Short users train on everything and are evaluated nowhere (documented rule).
     train = full.head(np.where(splittable, lengths - 2, lengths))
     rows = np.flatnonzero(splittable)
@@ -356,6 +388,9 @@ def _leave_one_out(full: Sequences, users: np.ndarray):
         "test_examples": len(test),
         "users_too_short_to_split": int((~splittable).sum()),
     }
+    if last_session is not None:
+        info["users_too_short_to_split"] = int((last_session & ~splittable).sum())
+        info["earlier_sessions_in_training"] = int((~last_session).sum())
     return train, validation, test, info
 
 
