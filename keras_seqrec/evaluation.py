@@ -18,11 +18,21 @@ class Scorer(Protocol):
         """`(batch, max_len)` item indices -> `(batch, num_items + 1)` scores."""
 
 
+def finite_scores(scores: np.ndarray) -> np.ndarray:
+    """`scores` with every non-finite value (NaN, +inf, -inf) replaced by -inf, so that such an
+    item ranks last: a diverged model scores zero instead of a perfect hit."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if np.isfinite(scores).all():
+        return scores
+    return np.where(np.isfinite(scores), scores, np.float32(-np.inf))
+
+
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """0-based rank of each target among items 1..num_items, ties broken pessimistically.
 
     The padding column 0 is never a candidate. An item scoring the same as the target is
-    ranked above it, so a constant model gets the worst rank, not a lucky one.
+    ranked above it, so a constant model gets the worst rank, not a lucky one. Non-finite
+    scores count as -inf (`finite_scores`): a NaN target ranks last.
 
     Example:
 
@@ -30,7 +40,7 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     >>> target_ranks(scores, np.array([2, 1])).tolist()  # tie with item 3 counts against 2
     [1, 0]
     """
-    scores = np.asarray(scores)
+    scores = finite_scores(scores)
     targets = np.asarray(targets, dtype=np.int64)
     if (targets < 1).any() or (targets >= scores.shape[1]).any():
         raise ValueError("Targets must be item indices in 1..num_items (0 is padding).")
@@ -66,14 +76,23 @@ def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1) + 1
 
 
-def mask_seen(scores: np.ndarray, history: Sequences, targets: np.ndarray) -> np.ndarray:
-    """Set the scores of items in each row's history to -inf, except the row's own target."""
+def mask_seen(scores: np.ndarray, history: Sequences) -> np.ndarray:
+    """Set the scores of every item in each row's history to -inf.
+
+    What is masked depends on the history alone, never on the answer: a target that repeats a
+    history item is masked too and so counts as a miss (`repeat_targets` in
+    `evaluate_recommender` reports how often that happens).
+    """
     scores = np.array(scores, dtype=np.float32, copy=True)
-    rows = np.arange(len(targets))
-    kept = scores[rows, targets].copy()
     scores[history.row_ids(), history.values] = -np.inf
-    scores[rows, targets] = kept
     return scores
+
+
+def repeat_targets(split: EvalSplit) -> np.ndarray:
+    """Whether each example's target already occurs in its history (repeat consumption)."""
+    rows = split.history.row_ids()
+    hit = split.history.values == split.targets[rows]
+    return np.bincount(rows[hit], minlength=len(split)) > 0
 
 
 def _sampled_ranks(scores, targets, history, num_negatives, rng):
@@ -167,8 +186,9 @@ def evaluate_recommender(
         data: the prepared dataset.
         split: "validation", "test", or an `EvalSplit`.
         ks: cut-offs.
-        exclude_seen: remove items already in the user's history from the ranking (the target
-            itself is never removed, even when it repeats a history item).
+        exclude_seen: remove items already in the user's history from the ranking. The mask
+            depends on the history only: a target that repeats a history item is removed too
+            and counts as a miss (the share of such examples is `repeat_targets`).
         batch_size: examples scored at once.
         num_negatives: rank against this many sampled negatives instead of the full catalogue.
             Sampled metrics overstate quality and disagree with full ranking (Krichene & Rendle,
@@ -176,8 +196,10 @@ def evaluate_recommender(
         seed: sampling seed for `num_negatives`.
 
     Returns:
-        `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n}`.
-        Coverage@K is the share of the catalogue that appears in at least one top-K list.
+        `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n,
+        "repeat_targets": share}`. Coverage@K is the share of the catalogue that appears in at
+        least one top-K list; `repeat_targets` is the share of examples whose target is already
+        in their history (all misses when `exclude_seen`). Non-finite scores rank last.
 
     Example:
 
@@ -211,7 +233,7 @@ def evaluate_recommender(
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         targets = eval_split.targets[rows]
-        scores = np.asarray(scorer.score(inputs[rows]), dtype=np.float32)
+        scores = finite_scores(scorer.score(inputs[rows]))
         if scores.shape != (len(rows), data.vocabulary.size):
             raise ValueError(
                 f"The model returned scores of shape {scores.shape}; expected "
@@ -219,7 +241,7 @@ def evaluate_recommender(
             )
         history = eval_split.history.take(rows)
         if exclude_seen:
-            scores = mask_seen(scores, history, targets)
+            scores = mask_seen(scores, history)
         if num_negatives is None:
             ranks[rows] = target_ranks(scores, targets)
         else:
@@ -231,6 +253,7 @@ def evaluate_recommender(
     for k in ks:
         out[f"coverage@{k}"] = float(covered[k][1:].sum() / data.num_items)
     out["examples"] = n
+    out["repeat_targets"] = float(repeat_targets(eval_split).mean())
     return out
 
 

@@ -109,13 +109,12 @@ def test_padding_is_never_in_the_top_k():
     assert m["hr@4"] == 1.0  # 4 real items, K = 4: the target is always in
 
 
-def test_exclude_seen_removes_history_items_but_not_the_target():
+def test_exclude_seen_masks_the_history_whatever_the_target():
     scores = np.array([[0.0, 5.0, 4.0, 3.0, 2.0]])
     history = Sequences.from_lists([[1, 2]])
-    masked = mask_seen(scores, history, np.array([2]))
-    assert masked[0, 1] == -np.inf  # seen, not the target
-    assert masked[0, 2] == 4.0  # seen but it is the target
-    assert target_ranks(masked, np.array([3])).tolist() == [1]  # only item 2 stays above 3
+    masked = mask_seen(scores, history)
+    assert masked[0, 1] == masked[0, 2] == -np.inf  # every seen item, whatever the answer
+    assert target_ranks(masked, np.array([3])).tolist() == [0]
 
     log = ks.datasets.from_dataframe(pd.DataFrame(
         {"user": [1, 1, 1, 1], "item": [1, 2, 3, 4], "timestamp": range(4)}))
@@ -127,6 +126,42 @@ def test_exclude_seen_removes_history_items_but_not_the_target():
 
     assert evaluate_recommender(PrefersSeen(), data, ks=[1])["hr@1"] == 0.0
     assert evaluate_recommender(PrefersSeen(), data, ks=[1], exclude_seen=True)["hr@1"] == 1.0
+
+
+def test_a_repeat_target_is_masked_counted_and_reported():
+    # User 1 consumes item 7 again as its test target: 5 7 6 7.
+    log = ks.datasets.from_dataframe(pd.DataFrame(
+        {"user": [1] * 4 + [2] * 4, "item": [5, 7, 6, 7, 5, 6, 8, 9], "timestamp": range(8)}))
+    data = ks.prepare(log, max_len=4)
+    seven = int(data.vocabulary.lookup([7])[0])
+
+    class LovesSeven:
+        def score(self, inputs):
+            scores = np.zeros((len(inputs), data.vocabulary.size), np.float32)
+            scores[:, seven] = 10.0
+            return scores
+
+    plain = evaluate_recommender(LovesSeven(), data, ks=[1])
+    masked = evaluate_recommender(LovesSeven(), data, ks=[1], exclude_seen=True)
+    assert plain["repeat_targets"] == masked["repeat_targets"] == 0.5
+    assert plain["hr@1"] == 0.5  # user 1's repeat is a hit when nothing is masked
+    # Masked: the mask cannot know that 7 is the answer, so the repeat target is a miss.
+    assert masked["hr@1"] == 0.0
+
+
+def test_non_finite_scores_rank_last_never_first():
+    scores = np.array([[0.0, np.nan, 1.0, 2.0], [0.0, 1.0, np.inf, np.nan]])
+    assert target_ranks(scores, np.array([1, 3])).tolist() == [2, 2]
+    log = ks.datasets.from_dataframe(pd.DataFrame(
+        {"user": [1] * 4 + [2] * 4, "item": [1, 2, 3, 4] * 2, "timestamp": range(8)}))
+    data = ks.prepare(log, max_len=3)
+
+    class Diverged:
+        def score(self, inputs):
+            return np.full((len(inputs), data.vocabulary.size), np.nan, np.float32)
+
+    metrics = evaluate_recommender(Diverged(), data, ks=[2])  # 4 items: the target is last
+    assert metrics["hr@2"] == 0.0 and metrics["ndcg@2"] == 0.0
 
 
 def test_sampled_metrics_need_asking_and_warn(ml_small_data):
