@@ -12,6 +12,8 @@ Two families:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 from keras import ops
 
@@ -203,11 +205,13 @@ class GBCE(BinaryCrossEntropy):
     """
 
     def __init__(self, num_negatives: int = 256, t: float = 0.75, alpha: float = 0.0,
-                 name: str = "gbce", **kwargs):
+                 name: str = "gbce", beta: Optional[float] = None, **kwargs):
         super().__init__(num_negatives, alpha, name=name, **kwargs)
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"`t` must be in [0, 1]; got {t}.")
         self.t = float(t)
+        if beta is not None:  # a saved loss whose catalogue size was already known
+            self.beta = float(beta)
 
     def set_num_items(self, num_items: int) -> None:
         """Set `beta` from the catalogue size (before training starts)."""
@@ -217,6 +221,8 @@ class GBCE(BinaryCrossEntropy):
     def get_config(self):
         config = super().get_config()
         config.update(t=self.t)
+        if "beta" in self.__dict__:  # set by `set_num_items`; else plain BCE's 1.0 applies
+            config.update(beta=self.beta)
         return config
 
 

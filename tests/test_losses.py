@@ -89,7 +89,8 @@ def test_fit_recommender_weighs_every_position_alike():
     loss = losses.SoftmaxCrossEntropy()
     model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=4, hidden_dim=4)
     fit_recommender(model, data, epochs=1, batch_size=16, loss=loss, verbose=0)
-    assert loss.positions_per_batch == pytest.approx(expected)
+    assert model.loss.positions_per_batch == pytest.approx(expected)
+    assert loss.positions_per_batch is None  # the caller's loss object is left as it was
 
 
 def test_accidental_hits_are_excluded():
@@ -165,3 +166,13 @@ def test_losses_round_trip_their_config():
         assert type(clone) is cls and clone.get_config() == loss.get_config()
     with pytest.raises(ValueError, match="must be one of"):
         losses.get_loss("hinge")
+
+
+def test_a_reloaded_gbce_keeps_its_calibration():
+    import keras
+
+    gbce = losses.GBCE(num_negatives=2, t=0.5)
+    gbce.set_num_items(11)  # beta 0.6
+    clone = keras.losses.deserialize(keras.losses.serialize(gbce))
+    assert clone.beta == pytest.approx(0.6)
+    assert value(clone, Y, S) == pytest.approx(value(gbce, Y, S), rel=1e-6)
