@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class PopularitySampler:
         self.probabilities = weights / weights.sum()
         self.alpha = float(alpha)
         self._cumulative = np.cumsum(self.probabilities)
+        self.seed = int(seed)
         self._rng = np.random.default_rng(seed)
 
     @property
@@ -53,8 +54,10 @@ class PopularitySampler:
         floor = self.probabilities[self.probabilities > 0].min()
         return np.log(np.maximum(self.probabilities, floor)).astype(np.float32)
 
-    def sample(self, shape: Union[int, tuple]) -> np.ndarray:
-        """Item indices of the given shape, drawn with replacement."""
-        u = self._rng.random(shape)
+    def sample(self, shape: Union[int, tuple],
+               rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """Item indices of the given shape, drawn with replacement (from `rng` when given,
+        else from the sampler's own generator)."""
+        u = (self._rng if rng is None else rng).random(shape)
         idx = np.searchsorted(self._cumulative, u, side="right")
         return np.minimum(idx, len(self.probabilities) - 1).astype(np.int32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import time
@@ -36,15 +38,14 @@ class RankingValidation(keras.callbacks.Callback):
     them, and the best weights kept (restored at the end when `restore_best`).
 
     Metrics land in the epoch logs as `val_hr@10`, `val_ndcg@10`, ... so the progress bar, the
-    `History` and TensorBoard all show them. With a `checkpoint_dir` the best weights and the
-    best score are saved there, so a resumed run remembers them.
+    `History` and TensorBoard all show them. An epoch whose training loss is not finite is
+    never kept: training stops there (`diverged`) and the best earlier epoch is restored.
     """
 
     def __init__(self, data: SequenceDataset, *, model: Optional[keras.Model] = None,
                  metric: str = "ndcg@10", patience: int = 3,
                  restore_best: bool = True, ks: Sequence[int] = (10,),
-                 exclude_seen: bool = False, batch_size: int = 256,
-                 checkpoint_dir: Optional[str] = None, verbose: int = 1):
+                 exclude_seen: bool = False, batch_size: int = 256, verbose: int = 1):
         super().__init__()
         _parse_metric(metric)
         self.data = data
@@ -55,56 +56,37 @@ class RankingValidation(keras.callbacks.Callback):
         self.ks = sorted(set(ks) | {_parse_metric(metric)[1]})
         self.exclude_seen = exclude_seen
         self.batch_size = batch_size
-        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
         self.best = -np.inf
         self.best_epoch = -1
         self.best_weights = None
         self.stopped = False
-        self._load_state()
-
-    def _state_path(self):
-        return os.path.join(self.checkpoint_dir, "best.json") if self.checkpoint_dir else None
-
-    def _weights_path(self):
-        return os.path.join(self.checkpoint_dir, "best_weights.npz")
-
-    def _load_state(self):
-        path = self._state_path()
-        if path and os.path.exists(path):
-            with open(path) as f:
-                state = json.load(f)
-            self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.diverged = None  # (epoch, loss) of a diverged epoch
 
     @property
     def target(self) -> keras.Model:
         return self.eval_model if self.eval_model is not None else self.model
 
-    def on_train_begin(self, logs=None):
-        path = self._state_path()
-        if path and os.path.exists(self._weights_path()) and self.best_weights is None:
-            with np.load(self._weights_path()) as saved:
-                self.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
-
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged = (epoch, float(loss))
+            self.model.stop_training = True
+            print(f"\nTraining diverged: the loss is {float(loss)} in epoch {epoch + 1}. "
+                  "Stopping; the best earlier epoch is kept. Lower the learning rate.")
+            return
         metrics = evaluate_recommender(
             self.target, self.data, "validation", ks=self.ks, exclude_seen=self.exclude_seen,
             batch_size=self.batch_size,
         )
         for key, value in metrics.items():
-            if key != "examples":
+            if key not in ("examples", "repeat_targets"):
                 logs[f"val_{key}"] = value
         score = metrics[self.metric]
         if score > self.best:
             self.best, self.best_epoch = score, epoch
             self.best_weights = self.target.get_weights()
-            if self.checkpoint_dir:
-                os.makedirs(self.checkpoint_dir, exist_ok=True)
-                np.savez(self._weights_path(),
-                         **{f"w{i}": w for i, w in enumerate(self.best_weights)})
-                with open(self._state_path(), "w") as f:
-                    json.dump({"best": score, "best_epoch": epoch}, f)
         elif epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
             self.stopped = True
@@ -119,11 +101,187 @@ class RankingValidation(keras.callbacks.Callback):
             if self.verbose:
                 print(f"Restored the weights of epoch {self.best_epoch + 1} "
                       f"(val_{self.metric} = {self.best:.4f}).")
-        # The run finished: its resume state must not leak into a later run in the same folder
-        # (like BackupAndRestore, which deletes its backup at this point).
-        for path in (self._state_path(), self.checkpoint_dir and self._weights_path()):
-            if path and os.path.exists(path):
-                os.remove(path)
+
+
+def _digest(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def dataset_fingerprint(data: SequenceDataset) -> str:
+    """A short hash of what training and validation read from `data` (vocabulary, training
+    sequences, validation and test examples, `max_len`): equal fingerprints, same data."""
+    ids = np.asarray([str(x) for x in data.vocabulary.ids]).astype("U")
+    parts = [ids, np.asarray([data.max_len]), data.train.values, data.train.offsets]
+    for split in (data.validation, data.test):
+        parts += [split.targets, split.history.values, split.history.offsets]
+    return _digest(parts)
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """Everything a faithful resume needs, saved atomically at the end of every epoch.
+
+    `<dir>/state.json` names the files of the last finished epoch; it is replaced with
+    `os.replace`, so a process killed at any moment leaves either the previous epoch's state
+    or the new one, never a mix. The state holds every model variable (dropout seed states
+    included), the optimizer's variables, the epoch, the history so far, the best epoch and its
+    weights, and the run's fingerprint (model name and architecture, initial weights, data,
+    training settings).
+    """
+
+    def __init__(self, directory: str, fingerprint: dict, train_model: keras.Model,
+                 validation: RankingValidation, timer: "_EpochTimer"):
+        super().__init__()
+        self.directory = directory
+        self.fingerprint = fingerprint
+        self.train_model = train_model
+        self.validation = validation
+        self.timer = timer
+        self.history: dict[str, list] = {}
+        self.epoch = -1  # last finished epoch
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.directory, "state.json")
+
+    def load(self) -> bool:
+        """Restore a saved state; False when there is none. Raises on a different run's."""
+        if not os.path.exists(self.state_path):
+            return False
+        with open(self.state_path) as f:
+            state = json.load(f)
+        saved = state.get("fingerprint", {})
+        differs = [k for k in sorted(set(saved) | set(self.fingerprint))
+                   if saved.get(k) != self.fingerprint.get(k)]
+        if differs:
+            hint = (" (initial weights differ: build the model after "
+                    "`keras.utils.set_random_seed(seed)` as the interrupted run did)"
+                    if "initial_weights" in differs else "")
+            raise ValueError(
+                f"checkpoint_dir {self.directory!r} holds an unfinished run with a different "
+                f"{', '.join(differs)}{hint}; resuming it would mix two runs. Delete that "
+                "folder or pass another checkpoint_dir (CLI: --overwrite starts afresh)."
+            )
+        with np.load(os.path.join(self.directory, state["variables"])) as saved_vars:
+            model_values = [saved_vars[f"m{i}"] for i in range(state["num_model_variables"])]
+            opt_values = [saved_vars[f"o{i}"] for i in range(state["num_optimizer_variables"])]
+        optimizer = self.train_model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.train_model.trainable_variables)
+        for variables, values in ((self.train_model.variables, model_values),
+                                  (optimizer.variables, opt_values)):
+            if len(variables) != len(values):
+                raise ValueError(f"The checkpoint in {self.directory!r} does not fit this "
+                                 "model; delete it to start afresh.")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        v = self.validation
+        v.best, v.best_epoch = state["best"], state["best_epoch"]
+        if state.get("best_weights"):
+            with np.load(os.path.join(self.directory, state["best_weights"])) as best:
+                v.best_weights = [best[f"w{i}"] for i in range(len(best.files))]
+        self.timer.times = list(state["epoch_seconds"])
+        self.history = state["history"]
+        self.epoch = state["epoch"]
+        self._files = {state["variables"], state.get("best_weights")}
+        return True
+
+    def _write(self, name: str, arrays: dict) -> None:
+        tmp = os.path.join(self.directory, f".{name}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, os.path.join(self.directory, name))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.validation.diverged is not None:
+            return  # never save a diverged state
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        os.makedirs(self.directory, exist_ok=True)
+        optimizer = self.train_model.optimizer
+        variables = f"variables-{epoch}.npz"
+        self._write(variables, {
+            **{f"m{i}": np.asarray(v) for i, v in enumerate(self.train_model.variables)},
+            **{f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)},
+        })
+        best = f"best-{self.validation.best_epoch}.npz"
+        if self.validation.best_weights is not None and not os.path.exists(
+                os.path.join(self.directory, best)):
+            self._write(best, {f"w{i}": w for i, w in enumerate(self.validation.best_weights)})
+        state = {
+            "fingerprint": self.fingerprint, "epoch": epoch, "variables": variables,
+            "num_model_variables": len(self.train_model.variables),
+            "num_optimizer_variables": len(optimizer.variables),
+            "best": float(self.validation.best), "best_epoch": self.validation.best_epoch,
+            "best_weights": best if self.validation.best_weights is not None else None,
+            "epoch_seconds": list(self.timer.times), "history": self.history,
+        }
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.state_path)
+        self.epoch = epoch
+        keep = {variables, state["best_weights"], "state.json"}
+        for name in os.listdir(self.directory):
+            if name not in keep and (name.endswith(".npz") or name.endswith(".tmp")):
+                os.remove(os.path.join(self.directory, name))
+
+    def clear(self) -> None:
+        """Remove the resume state of a finished run, so a later run starts afresh."""
+        if not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if name == "state.json" or name.endswith((".npz", ".tmp")):
+                os.remove(os.path.join(self.directory, name))
+        if not os.listdir(self.directory):
+            os.rmdir(self.directory)
+
+
+def _check_positive(name: str, value, integer: bool = False, minimum: float = 0.0) -> None:
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(
+        value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or value <= minimum:
+        kind = "an integer" if integer else "a finite number"
+        bound = f">= {int(minimum) + 1}" if integer else f"> {minimum:g}"
+        raise ValueError(f"`{name}` must be {kind} {bound}; got {value!r}.")
+
+
+def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
+                             early_stopping_patience=1, time_limit=None,
+                             validation_metric="ndcg@10", num_negatives=None,
+                             num_items=None) -> None:
+    """Raise `ValueError` naming the first bad training argument (the CLI calls this before
+    it loads any data; `fit_recommender` calls it too).
+
+    Example:
+
+    >>> check_training_arguments(learning_rate=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `learning_rate` must be a finite number > 0; got -1.
+    """
+    _check_positive("epochs", epochs, integer=True)
+    _check_positive("batch_size", batch_size, integer=True)
+    _check_positive("learning_rate", learning_rate)
+    _check_positive("early_stopping_patience", early_stopping_patience, integer=True)
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) \
+                or not time_limit > 0:
+            raise ValueError(
+                f"`time_limit` must be a positive number of seconds; got {time_limit!r}.")
+    _parse_metric(validation_metric)
+    if num_negatives is not None:
+        _check_positive("num_negatives", num_negatives, integer=True)
+        if num_items is not None and num_negatives >= num_items:
+            raise ValueError(
+                f"`num_negatives` ({num_negatives:,}) must be smaller than the catalogue "
+                f"({num_items:,} items); a few hundred to a few thousand is typical, and the "
+                "full softmax (loss='softmax') is exact when the catalogue is this small."
+            )
 
 
 def fit_recommender(
@@ -132,7 +290,7 @@ def fit_recommender(
     *,
     epochs: int = 20,
     batch_size: int = 128,
-    learning_rate: float = 1e-3,
+    learning_rate: Optional[float] = None,
     optimizer: Optional[keras.optimizers.Optimizer] = None,
     loss="softmax",
     validation_metric: str = "ndcg@10",
@@ -151,18 +309,25 @@ def fit_recommender(
     Batches group sequences of similar length and drop their all-padding columns
     (`data.training_batches`), so logits are computed at few padded positions; the loss
     ignores the padded positions that remain and weighs every real position of the epoch
-    alike (it sets the loss's `positions_per_batch`, see `losses.PositionLoss`).
+    alike (it sets the loss's `positions_per_batch` on a copy, see `losses.PositionLoss`).
 
     After each epoch the model is evaluated on the validation split with full ranking; training
     stops when `validation_metric` has not improved for `early_stopping_patience` epochs, and
     the best epoch's weights are restored (`restore_best`). The test split is never touched.
+    An epoch whose loss is not finite stops training (`history.stopped_by == "diverged"`) and
+    is never kept; if the first epoch diverges, `FloatingPointError` is raised.
+
+    The model is always compiled here with `loss` and `optimizer` (or Adam at
+    `learning_rate`), whether or not it was compiled before; the caller's loss object is
+    never changed.
 
     Args:
-        model: a model from `build_model` (compiled here unless it already is).
+        model: a model from `build_model`.
         data: a `SequenceDataset` from `prepare`.
         epochs: maximum number of epochs.
         batch_size: sequences per step.
-        learning_rate: Adam's learning rate (ignored when `optimizer` is given).
+        learning_rate: Adam's learning rate (default 1e-3). With an `optimizer` it may be
+            left out; given, it must equal the optimizer's own.
         optimizer: a Keras optimizer to use instead of Adam.
         loss: a name from `keras_seqrec.losses.LOSSES` ("softmax", the default full softmax
             cross-entropy; "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max") or a loss
@@ -175,22 +340,29 @@ def fit_recommender(
         callbacks: more Keras callbacks. They run after validation, so they can monitor
             `val_*` metrics, e.g. `keras.callbacks.ReduceLROnPlateau(monitor="val_ndcg@10",
             mode="max", factor=0.5, patience=2)` halves the learning rate whenever validation
-            stalls for 2 epochs (the Amazon Beauty SASRec benchmark trains so).
+            stalls for 2 epochs (the Amazon Beauty SASRec benchmark trains so). Their own
+            state is not part of a checkpoint.
         tensorboard_dir: write TensorBoard logs there (losses and validation metrics).
-        checkpoint_dir: back up the training state there after every epoch; calling again with
-            the same directory after an interruption resumes from the last finished epoch.
-        time_limit: wall-clock seconds; no new epoch starts once they have passed (the epoch
-            running then finishes and is validated, and the best epoch is still restored).
+        checkpoint_dir: save the whole training state there after every epoch (atomically).
+            Calling again with the same directory, model (built after the same
+            `keras.utils.set_random_seed`), data and settings after an interruption, even a
+            `kill -9`, resumes from the last finished epoch and ends with the same weights and
+            metrics as an uninterrupted run. A state left by a different run is an error,
+            never resumed. A finished run removes its state.
+        time_limit: wall-clock seconds of this call; no new epoch starts once they have
+            passed (the epoch running then finishes and is validated, and the best epoch is
+            still restored).
         seed: seeds Python, NumPy and the backend (dropout, shuffling). Initial weights are
             drawn when the model is built: call `keras.utils.set_random_seed(seed)` before
             `build_model` for a fully reproducible run (the CLI does).
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
     Returns:
-        The `keras.callbacks.History` of this call: `history.history` has `loss` and every
-        `val_*` ranking metric per epoch; `history.best_epoch` and `history.best_score` tell
-        which epoch was kept, `history.seconds_per_epoch` the mean epoch time and
-        `history.stopped_by` why training ended ("epochs", "early_stopping" or "time_limit").
+        The `keras.callbacks.History` of the whole run (resumed epochs included):
+        `history.history` has `loss` and every `val_*` ranking metric per epoch;
+        `history.best_epoch` and `history.best_score` tell which epoch was kept,
+        `history.seconds_per_epoch` the mean epoch time and `history.stopped_by` why training
+        ended ("epochs", "early_stopping", "time_limit" or "diverged").
 
     Example:
 
@@ -203,8 +375,22 @@ def fit_recommender(
     >>> sorted(history.history)[:3]
     ['loss', 'val_coverage@10', 'val_hr@10']
     """
-    if epochs < 1:
-        raise ValueError(f"`epochs` must be >= 1; got {epochs}.")
+    loss = copy.copy(get_loss(loss))  # set up below: never change the caller's object
+    if optimizer is not None and learning_rate is not None and not np.isclose(
+            float(keras.ops.convert_to_numpy(optimizer.learning_rate)), learning_rate):
+        raise ValueError(
+            f"`learning_rate`={learning_rate:g} differs from the optimizer's own "
+            f"({float(keras.ops.convert_to_numpy(optimizer.learning_rate)):g}); pass one.")
+    if learning_rate is None:
+        learning_rate = (1e-3 if optimizer is None else
+                         float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    check_training_arguments(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        early_stopping_patience=early_stopping_patience, time_limit=time_limit,
+        validation_metric=validation_metric,
+        num_negatives=getattr(loss, "num_negatives", None) if getattr(loss, "sampled", False)
+        else None, num_items=data.num_items,
+    )
     if model.output_shape[-1] != data.vocabulary.size:
         raise ValueError(
             f"The model scores {model.output_shape[-1]} columns but the dataset has "
@@ -218,50 +404,85 @@ def fit_recommender(
         )
     if len(data.validation) == 0:
         raise ValueError("The dataset has no validation examples to select epochs on.")
-    if time_limit is not None and time_limit <= 0:
-        raise ValueError(f"`time_limit` must be a positive number of seconds; got {time_limit}.")
     keras.utils.set_random_seed(seed)
-    loss = get_loss(loss)
     batches = data.training_batches(batch_size=batch_size, seed=seed)
     if isinstance(loss, PositionLoss):
         # Batches are grouped by length: weigh every position alike, not every batch.
         loss.positions_per_batch = batches.positions_per_batch
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate)
     if getattr(loss, "sampled", False):
         if hasattr(loss, "set_num_items"):
             loss.set_num_items(data.num_items)
         sampler = PopularitySampler(data.item_counts(), alpha=loss.alpha, seed=seed)
         train_model = sampled_training_model(model, loss, sampler.log_q)
         batches = SampledBatches(batches, sampler, loss.num_negatives, loss.shared_negatives)
-        train_model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-                            loss=loss)
     else:
         train_model = model
-        if optimizer is not None or not getattr(model, "compiled", False):
-            model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-                          loss=loss)
-    train, steps = as_fit_input(batches)
+    train_model.compile(optimizer=optimizer, loss=loss)
     validation = RankingValidation(
         data, model=model, metric=validation_metric, patience=early_stopping_patience,
-        restore_best=restore_best, exclude_seen=exclude_seen, checkpoint_dir=checkpoint_dir,
-        verbose=verbose,
+        restore_best=restore_best, exclude_seen=exclude_seen, verbose=verbose,
     )
     timer = _EpochTimer(time_limit, verbose)
-    # Validation first, so every later callback (backup, TensorBoard, the user's) sees val_*.
-    all_callbacks = [validation, timer]
+    initial_epoch = 0
+    checkpoint = None
     if checkpoint_dir:
-        all_callbacks.append(
-            keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, "backup"))
-        )
+        fingerprint = {
+            "model": model.name,
+            "architecture": hashlib.sha256(json.dumps(
+                model.get_config(), sort_keys=True, default=str).encode()).hexdigest()[:16],
+            "initial_weights": _digest(model.get_weights()),
+            "data": dataset_fingerprint(data),
+            "training": json.dumps({
+                "seed": seed, "batch_size": batch_size, "loss": loss.get_config(),
+                "optimizer": {k: v for k, v in optimizer.get_config().items() if k != "name"},
+                "validation_metric": validation_metric,
+                "early_stopping_patience": early_stopping_patience,
+                "exclude_seen": bool(exclude_seen), "restore_best": bool(restore_best),
+            }, sort_keys=True, default=str),
+        }
+        checkpoint = _Checkpoint(os.fspath(checkpoint_dir), fingerprint, train_model,
+                                 validation, timer)
+        if checkpoint.load():
+            initial_epoch = checkpoint.epoch + 1
+            batches.start_at_epoch(initial_epoch)
+            if verbose:
+                print(f"Resuming from {checkpoint_dir} after epoch {initial_epoch} "
+                      f"(best val_{validation_metric} {validation.best:.4f} at epoch "
+                      f"{validation.best_epoch + 1}).")
+            stalled = initial_epoch - 1 - validation.best_epoch >= early_stopping_patience
+            if stalled or initial_epoch >= epochs:
+                initial_epoch = epochs  # nothing left to train: only restore below
+    train, steps = as_fit_input(batches)
+    # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
+    if checkpoint is not None:
+        all_callbacks.append(checkpoint)
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir))
     all_callbacks.extend(callbacks)
-    history = train_model.fit(train, epochs=epochs, steps_per_epoch=steps,
-                              callbacks=all_callbacks, verbose=verbose,
-                              shuffle=False)  # batches shuffle with `seed`
+    if initial_epoch < epochs:
+        history = train_model.fit(train, epochs=epochs, steps_per_epoch=steps,
+                                  initial_epoch=initial_epoch, callbacks=all_callbacks,
+                                  verbose=verbose, shuffle=False)  # batches shuffle with `seed`
+    else:
+        history = keras.callbacks.History()
+        validation.on_train_end()
+    if checkpoint is not None:
+        history.history = {k: list(v) for k, v in checkpoint.history.items()}
+    if validation.diverged is not None and validation.best_weights is None:
+        epoch, value = validation.diverged
+        raise FloatingPointError(
+            f"Training diverged in epoch {epoch + 1} (loss {value}) before any epoch could be "
+            f"kept; lower the learning rate (it was {learning_rate:g})."
+        )
+    if checkpoint is not None:
+        checkpoint.clear()
     history.best_epoch = validation.best_epoch
     history.best_score = validation.best
     history.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0
-    history.stopped_by = ("time_limit" if timer.out_of_time else
+    history.stopped_by = ("diverged" if validation.diverged is not None else
+                          "time_limit" if timer.out_of_time else
                           "early_stopping" if validation.stopped else "epochs")
     return history
 

@@ -54,8 +54,8 @@ def test_history_has_validation_metrics_and_best_weights_are_restored(toy_data):
 
 def test_early_stopping_stops(toy_data):
     model = tiny(toy_data)
-    # A zero learning rate never improves after the first epoch: stop after 1 + patience.
-    history = fit_recommender(model, toy_data, epochs=10, learning_rate=0.0,
+    # A negligible learning rate never improves after the first epoch: stop after 1 + patience.
+    history = fit_recommender(model, toy_data, epochs=10, learning_rate=1e-12,
                               early_stopping_patience=2, verbose=0)
     assert len(history.history["loss"]) == 3
     assert history.stopped_by == "early_stopping"
@@ -85,27 +85,178 @@ def test_callbacks_see_validation_metrics_and_can_lower_the_learning_rate(toy_da
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-9 / 4, rel=1e-5)
 
 
+def seeded_tiny(data, seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)  # as a new process running the same command would
+    return ks.build_model("gru", data.num_items, data.max_len, embedding_dim=8, hidden_dim=8,
+                          **kwargs)
+
+
 def test_interrupted_run_resumes_from_the_last_finished_epoch(toy_data, tmp_path):
     ckpt = str(tmp_path / "ckpt")
-    model = tiny(toy_data)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        fit_recommender(model, toy_data, epochs=5, checkpoint_dir=ckpt, verbose=0,
-                        early_stopping_patience=10, callbacks=[Interrupt(after_epoch=1)])
-    with open(tmp_path / "ckpt" / "best.json") as f:
+        fit_recommender(seeded_tiny(toy_data), toy_data, epochs=5, checkpoint_dir=ckpt,
+                        verbose=0, early_stopping_patience=10,
+                        callbacks=[Interrupt(after_epoch=1)])
+    with open(tmp_path / "ckpt" / "state.json") as f:
         saved = json.load(f)
-    # A new process would rebuild the model: do the same, then resume.
+    assert saved["epoch"] == 1 and saved["best_epoch"] in (0, 1)
     recorder = EpochRecorder()
-    resumed = tiny(toy_data)
-    fit_recommender(resumed, toy_data, epochs=5, checkpoint_dir=ckpt, verbose=0,
-                    early_stopping_patience=10, callbacks=[recorder])
+    history = fit_recommender(seeded_tiny(toy_data), toy_data, epochs=5, checkpoint_dir=ckpt,
+                              verbose=0, early_stopping_patience=10, callbacks=[recorder])
     assert recorder.epochs == [2, 3, 4]
-    assert saved["best_epoch"] in (0, 1)
+    assert len(history.history["loss"]) == 5  # the whole run, resumed epochs included
     # A finished run leaves no resume state behind for the next run in the same folder.
-    assert not (tmp_path / "ckpt" / "best.json").exists()
+    assert not (tmp_path / "ckpt").exists()
     recorder = EpochRecorder()
-    fit_recommender(tiny(toy_data), toy_data, epochs=2, checkpoint_dir=ckpt, verbose=0,
+    fit_recommender(seeded_tiny(toy_data), toy_data, epochs=2, checkpoint_dir=ckpt, verbose=0,
                     callbacks=[recorder])
     assert recorder.epochs == [0, 1]
+
+
+def test_a_checkpoint_of_another_run_is_refused_not_resumed(toy_data, tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit_recommender(seeded_tiny(toy_data), toy_data, epochs=3, checkpoint_dir=ckpt,
+                        verbose=0, callbacks=[Interrupt(after_epoch=0)])
+    other_data = ks.prepare(deterministic_log(num_users=150, num_items=20, length=10),
+                            max_len=8)
+    cases = [
+        (dict(model=ks.build_model("lstm", toy_data.num_items, toy_data.max_len,
+                                   embedding_dim=8, hidden_dim=8)), "model"),
+        (dict(model=seeded_tiny(toy_data, dropout=0.5)), "architecture"),
+        (dict(model=seeded_tiny(toy_data, seed=1)), "set_random_seed"),
+        (dict(model=seeded_tiny(toy_data), data=other_data), "data"),
+        (dict(model=seeded_tiny(toy_data), seed=7), "training"),
+        (dict(model=seeded_tiny(toy_data), learning_rate=0.1), "training"),
+    ]
+    for kwargs, reason in cases:
+        model = kwargs.pop("model")
+        data = kwargs.pop("data", toy_data)
+        with pytest.raises(ValueError, match=f"different.*{reason}|{reason}.*--overwrite"):
+            fit_recommender(model, data, epochs=3, checkpoint_dir=ckpt, verbose=0, **kwargs)
+    # The same run still resumes.
+    recorder = EpochRecorder()
+    fit_recommender(seeded_tiny(toy_data), toy_data, epochs=3, checkpoint_dir=ckpt,
+                    verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [1, 2]
+
+
+RESUME_SCRIPT = """
+import json, os, signal, sys
+import keras, numpy as np
+import keras_seqrec as ks
+from keras_seqrec.testing import deterministic_log
+
+mode, ckpt, out = sys.argv[1:4]
+data = ks.prepare(deterministic_log(num_users=200, num_items=20, length=10), max_len=8)
+keras.utils.set_random_seed(0)
+wanted = dict(embedding_dim=8, hidden_dim=8, dropout=0.3)
+accepted = ks.models.hyperparameters(sys.argv[4])
+model = ks.build_model(sys.argv[4], data.num_items, data.max_len,
+                       **{k: v for k, v in wanted.items() if k in accepted})
+
+
+class KillDuringSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+loss = ks.losses.get_loss(sys.argv[5])
+if getattr(loss, "sampled", False):
+    loss = type(loss)(**{**loss.get_config(), "num_negatives": 8})
+history = ks.fit_recommender(
+    model, data, epochs=3, batch_size=32, learning_rate=1e-2, checkpoint_dir=ckpt,
+    early_stopping_patience=5, verbose=0, loss=loss,
+    callbacks=[KillDuringSecondEpoch()] if mode == "kill" else [])
+np.savez(out + ".npz", *model.get_weights())
+test = ks.evaluate_recommender(model, data, "test", ks=[10])
+with open(out + ".json", "w") as f:
+    json.dump({"history": history.history, "test": test, "best": history.best_epoch}, f)
+"""
+
+
+@pytest.mark.parametrize("name,loss", [("gru", "softmax"), ("sasrec", "bpr_max")])
+def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(tmp_path, name, loss):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(RESUME_SCRIPT)
+
+    def start(mode, ckpt, out):
+        return subprocess.Popen([sys.executable, str(script), mode, str(tmp_path / ckpt),
+                                 str(tmp_path / out), name, loss],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def run(mode, ckpt, out):
+        process = start(mode, ckpt, out)
+        process.stderr_text = process.communicate(timeout=300)[1]
+        return process
+
+    whole, killed = start("plain", "a", "whole"), start("kill", "b", "killed")  # 2 cores
+    whole.stderr_text = whole.communicate(timeout=300)[1]
+    killed.stderr_text = killed.communicate(timeout=300)[1]
+    assert whole.returncode == 0, whole.stderr_text[-2000:]
+    assert killed.returncode == -9, killed.stderr_text[-2000:]  # a real SIGKILL in epoch 2/3
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 0
+    resumed = run("plain", "b", "resumed")
+    assert resumed.returncode == 0, resumed.stderr_text[-2000:]
+    a = json.loads((tmp_path / "whole.json").read_text())
+    b = json.loads((tmp_path / "resumed.json").read_text())
+    assert len(b["history"]["loss"]) == 3
+    assert a == b  # identical history, best epoch and test metrics
+    with np.load(tmp_path / "whole.npz") as wa, np.load(tmp_path / "resumed.npz") as wb:
+        assert all(np.array_equal(wa[k], wb[k]) for k in wa.files)
+
+
+def test_a_diverged_epoch_is_never_kept(toy_data):
+    class Poison(keras.callbacks.Callback):
+        """Turns the weights into NaN during epoch 3, as an exploding gradient would."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 2:
+                self.model.get_layer("item_embedding").embeddings.assign(
+                    np.full(self.model.get_layer("item_embedding").embeddings.shape, np.nan))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    model = seeded_tiny(toy_data)
+    history = fit_recommender(model, toy_data, epochs=6, learning_rate=1e-2, verbose=0,
+                              early_stopping_patience=10, callbacks=[Poison()])
+    assert history.stopped_by == "diverged"
+    assert history.best_epoch in (0, 1)
+    assert all(np.isfinite(w).all() for w in model.get_weights())  # an earlier epoch's
+    bad = seeded_tiny(toy_data)
+    bad.get_layer("item_embedding").embeddings.assign(
+        np.full(bad.get_layer("item_embedding").embeddings.shape, np.nan))
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        fit_recommender(bad, toy_data, epochs=3, verbose=0)
+
+
+def test_learning_rate_and_loss_apply_to_a_compiled_model_and_bad_arguments_fail(toy_data):
+    model = seeded_tiny(toy_data)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    loss = ks.losses.SoftmaxCrossEntropy()
+    fit_recommender(model, toy_data, epochs=1, learning_rate=2e-3, loss=loss, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(2e-3)
+    assert isinstance(model.loss, ks.losses.SoftmaxCrossEntropy) and model.loss is not loss
+    assert loss.positions_per_batch is None
+    for kwargs, match in [(dict(learning_rate=-1), "learning_rate"),
+                          (dict(learning_rate=float("nan")), "learning_rate"),
+                          (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"),
+                          (dict(early_stopping_patience=0), "early_stopping_patience"),
+                          (dict(loss=ks.losses.SampledSoftmax(num_negatives=20)),
+                           "smaller than the catalogue"),
+                          (dict(optimizer=keras.optimizers.Adam(1e-2), learning_rate=1e-3),
+                           "differs from the optimizer")]:
+        with pytest.raises(ValueError, match=match):
+            fit_recommender(model, toy_data, verbose=0, **kwargs)
 
 
 def test_same_seed_same_metrics(toy_data):

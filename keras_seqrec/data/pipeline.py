@@ -117,6 +117,11 @@ class BucketedBatches(keras.utils.PyDataset):
         width = bucket_length(int(self.lengths[rows].max()), self.max_len)
         return self.inputs[rows, -width:], self.targets[rows, -width:]
 
+    def start_at_epoch(self, epoch: int) -> None:
+        """Plan epoch `epoch` next (0-based), as an uninterrupted run would (for resuming)."""
+        self.epoch = int(epoch)
+        self._plan()
+
     def on_epoch_end(self):
         self.epoch += 1
         self._plan()
@@ -127,7 +132,8 @@ class SampledBatches(keras.utils.PyDataset):
 
     Yields `({"item_ids", "targets", "negatives"}, targets)`. Shared negatives are one draw of
     `num_negatives` items per batch, repeated on every row `(batch, n)`; per-position negatives
-    are `(batch, length, n)`.
+    are `(batch, length, n)`. The draw for a batch depends only on the sampler's seed, the
+    epoch and the batch's index, so a resumed run draws what an uninterrupted one would.
     """
 
     def __init__(self, batches: BucketedBatches, sampler, num_negatives: int,
@@ -147,11 +153,19 @@ class SampledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         x, y = self.batches[index]
+        rng = np.random.default_rng([self.sampler.seed, self.batches.epoch, index])
         if self.shared:
-            negatives = np.tile(self.sampler.sample(self.num_negatives), (len(x), 1))
+            negatives = np.tile(self.sampler.sample(self.num_negatives, rng), (len(x), 1))
         else:
-            negatives = self.sampler.sample(x.shape + (self.num_negatives,))
+            negatives = self.sampler.sample(x.shape + (self.num_negatives,), rng)
         return {"item_ids": x, "targets": y, "negatives": negatives}, y
+
+    @property
+    def epoch(self) -> int:
+        return self.batches.epoch
+
+    def start_at_epoch(self, epoch: int) -> None:
+        self.batches.start_at_epoch(epoch)
 
     def on_epoch_end(self):
         self.batches.on_epoch_end()
