@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from typing import Optional, Sequence, Union
@@ -23,6 +24,7 @@ from keras_seqrec.data import Vocabulary
 PathLike = Union[str, os.PathLike]
 CARD = "model_card.json"
 TITLES = "item_titles.json"
+OWNER = ".keras_seqrec_export.json"  # inside a temporary export folder: who is writing it
 
 
 def _next_version(export_dir: str) -> int:
@@ -84,8 +86,16 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
 
     def serve(history):
         scores = scores_for(history)
+        # Padding, seen items and non-finite scores are never answers: all become -inf, and
+        # only the slots with a finite score are real recommendations (`num_results`).
+        finite = tf.math.is_finite(scores)
+        finite = tf.concat([tf.zeros_like(finite[:, :1]), finite[:, 1:]], axis=1)
+        scores = tf.where(finite, scores, tf.fill(tf.shape(scores), float("-inf")))
         best = tf.math.top_k(scores, k=top_k)
-        return {"item_ids": tf.gather(id_strings, best.indices), "scores": best.values}
+        real = tf.math.is_finite(best.values)
+        ids = tf.where(real, tf.gather(id_strings, best.indices), tf.fill(tf.shape(real), ""))
+        return {"item_ids": ids, "scores": best.values,
+                "num_results": tf.reduce_sum(tf.cast(real, tf.int32), axis=1)}
 
     def score_all(history):
         # Scores of every item in vocabulary order (item_ids[i] <-> scores[:, i]).
@@ -141,9 +151,13 @@ def export_saved_model(
     """Export a zoo model as a self-contained TF Serving SavedModel `<export_dir>/<version>/`.
 
     Signatures (both take `history`: string `[batch, None]`, raw item ids, oldest first, rows
-    padded with empty strings; int ids are given as strings):
+    padded with empty strings; int ids are given as strings; leading and trailing ASCII
+    whitespace is stripped, the same normalisation as the loaders' `normalize_ids`):
 
-    - `serving_default` -> `item_ids` string `[batch, top_k]`, `scores` float `[batch, top_k]`.
+    - `serving_default` -> `item_ids` string `[batch, top_k]`, `scores` float `[batch, top_k]`
+      and `num_results` int32 `[batch]`: only the first `num_results` slots of a row are
+      recommendations. When fewer than `top_k` unseen items remain, the slots after them hold
+      the sentinel id `""` with score `-inf`; padding or a seen item is never returned.
     - `score_all` -> `scores` float `[batch, num_items]` in vocabulary order, for re-ranking.
 
     Inside the graph: unknown ids are dropped (never mapped to an item), the most recent
@@ -152,7 +166,10 @@ def export_saved_model(
     popular training items (`item_counts`).
 
     The version is written to a temporary folder and renamed into place, so TF Serving never
-    sees a half-written version; an existing version is never overwritten.
+    sees a half-written version; an existing version is never overwritten. Folders are made
+    0755 and files 0644, so a TF Serving process running as another user can read them. A
+    temporary folder left by an export that was killed (its process is gone) is removed by the
+    next export into the same folder.
 
     Args:
         model: a zoo model.
@@ -201,9 +218,12 @@ def export_saved_model(
     if item_counts is None:
         warnings.warn("No `item_counts`: cold-start users get the empty-history scores.")
     os.makedirs(export_dir, exist_ok=True)
+    _remove_stale_temporaries(export_dir)
     # The temporary folder is a hidden sibling (same filesystem, so the rename is atomic, and
-    # TF Serving ignores non-numeric names).
+    # TF Serving ignores non-numeric names), with a note of the process that writes it.
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    with open(os.path.join(tmp, OWNER), "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
     try:
         archive = _serving_module(model, vocabulary, top_k, exclude_seen, item_counts)
         archive.write_out(tmp, verbose=False)
@@ -219,20 +239,59 @@ def export_saved_model(
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
             versions=_versions(),
         )
-        with open(os.path.join(extra, CARD), "w") as f:
+        with open(os.path.join(extra, CARD), "w", encoding="utf-8") as f:
             json.dump(card, f, indent=2, default=str)
-        with open(os.path.join(extra, "vocabulary.json"), "w") as f:
+        with open(os.path.join(extra, "vocabulary.json"), "w", encoding="utf-8") as f:
             json.dump(vocabulary.get_config(), f)
         if titles:
-            with open(os.path.join(extra, TITLES), "w") as f:
+            with open(os.path.join(extra, TITLES), "w", encoding="utf-8") as f:
                 json.dump({str(k): v for k, v in titles.items()}, f)
         _warmup_requests(os.path.join(extra, "tf_serving_warmup_requests"), model.name,
                          model_max_len(model))
+        os.remove(os.path.join(tmp, OWNER))
+        _make_readable(tmp)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _make_readable(root: str) -> None:
+    """Folders 0755 and files 0644 (what TensorFlow itself writes under a usual umask)."""
+    os.chmod(root, 0o755)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temporaries(export_dir: str) -> None:
+    """Remove `.tmp-*` folders of earlier exports on this host whose process has died."""
+    host = socket.gethostname()
+    for name in os.listdir(export_dir):
+        path = os.path.join(export_dir, name)
+        owner = os.path.join(path, OWNER)
+        if not (name.startswith(".tmp-") and os.path.isfile(owner)):
+            continue  # not ours: leave it alone
+        try:
+            with open(owner) as f:
+                note = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if note.get("host") == host and not _process_alive(int(note.get("pid", -1))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _versions() -> dict:
@@ -262,6 +321,9 @@ def latest_version(path: PathLike) -> str:
 class Recommender:
     """Answer `recommend(histories, k)` with raw ids and scores from an exported SavedModel.
 
+    A SavedModel is a program, not data: loading one runs its graph, which can read and write
+    files. Load only models you exported yourself or got from a source you trust.
+
     Args:
         path: a version folder, or a model folder (its latest version is used).
 
@@ -278,29 +340,44 @@ class Recommender:
         self._loaded = tf.saved_model.load(self.path)
         self._serve = self._loaded.signatures["serving_default"]
         extra = os.path.join(self.path, "assets.extra")
-        with open(os.path.join(extra, CARD)) as f:
+        with open(os.path.join(extra, CARD), encoding="utf-8") as f:
             self.model_card = json.load(f)
         self.top_k = self.model_card["serving"]["top_k"]
         titles = os.path.join(extra, TITLES)
         self.titles = {}
         if os.path.exists(titles):
-            with open(titles) as f:
+            with open(titles, encoding="utf-8") as f:
                 self.titles = json.load(f)
 
     def recommend(self, histories: Sequence[Sequence], k: Optional[int] = None):
-        """For each history (raw ids, oldest first) the top-k `(item_ids, scores)` arrays."""
+        """For each history (raw ids, oldest first) the top-k `(item_ids, scores)` arrays.
+
+        A row is shorter than `k` when fewer than `k` unseen items remain; it never holds
+        padding or an item of the history.
+        """
         import tensorflow as tf
 
         k = self.top_k if k is None else k
-        if k > self.top_k:
-            raise ValueError(f"This export returns at most top_k={self.top_k} items; got k={k}.")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.top_k:
+            raise ValueError(f"`k` must be an integer in 1..{self.top_k} (this export's top_k); "
+                             f"got {k!r}.")
+        if isinstance(histories, (str, bytes)):
+            raise TypeError("`histories` must be a list of histories (lists of ids), not a string.")
         rows = [[str(x) for x in h] for h in histories]
+        if not rows:
+            return []
         width = max([len(r) for r in rows] + [1])
         padded = np.array([r + [""] * (width - len(r)) for r in rows], dtype=object)
         out = self._serve(history=tf.constant(padded, dtype=tf.string))
-        ids = out["item_ids"].numpy().astype(str)[:, :k]
+        ids = out["item_ids"].numpy()[:, :k]
         scores = out["scores"].numpy()[:, :k]
-        return [(ids[i], scores[i]) for i in range(len(rows))]
+        counts = out["num_results"].numpy() if "num_results" in out else np.full(len(rows), k)
+        result = []
+        for i in range(len(rows)):
+            n = min(int(counts[i]), k)
+            result.append((np.array([x.decode("utf-8") for x in ids[i, :n]], dtype=str),
+                           scores[i, :n]))
+        return result
 
     def describe(self) -> str:
         """The model card as indented JSON."""

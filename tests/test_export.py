@@ -171,3 +171,99 @@ def test_concurrent_requests_match_serial_answers(exported):
         parallel = list(pool.map(lambda h: [list(ids) for ids, _ in rec.recommend([h])],
                                  histories))
     assert parallel == serial
+
+
+def serve_raw(path, rows):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    width = max(max(len(r) for r in rows), 1)
+    out = serve(history=tf.constant([r + [""] * (width - len(r)) for r in rows]))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_short_of_unseen_items_the_graph_says_so_and_never_returns_padding_or_seen(exported):
+    _, vocab, _, _, path = exported
+    everything = [str(x) for x in vocab.ids]  # 30 items: nothing unseen is left
+    rows = [everything[:27], everything, everything[:3]]
+    out = serve_raw(path, rows)
+    assert out["num_results"].tolist() == [3, 0, 5]
+    for row, ids, scores, n in zip(rows, out["item_ids"], out["scores"], out["num_results"]):
+        ids = ids.astype(str)
+        assert not set(ids[:n]) & set(row) and "" not in ids[:n]
+        assert np.isfinite(scores[:n]).all()
+        assert (ids[n:] == "").all() and np.isneginf(scores[n:]).all()  # the sentinel
+    rec = Recommender(path)
+    answers = rec.recommend(rows, k=5)
+    assert [len(ids) for ids, _ in answers] == [3, 0, 5]
+    assert set(answers[0][0]) == set(everything[27:])
+
+
+def test_exported_files_are_readable_by_other_users(exported):
+    _, _, _, root, path = exported
+    assert os.stat(path).st_mode & 0o777 == 0o755
+    for folder, dirs, files in os.walk(path):
+        for name in dirs:
+            assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o755
+        for name in files:
+            assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o644
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+import keras, numpy as np
+import keras_seqrec as ks
+from keras_seqrec import export
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9 while the version is half written
+
+export._warmup_requests = die
+vocab = ks.Vocabulary(list(range(100, 110)))
+model = ks.build_model("gru", vocab.num_items, 5, embedding_dim=4, hidden_dim=4)
+export.export_saved_model(model, vocab, sys.argv[1], item_counts=np.ones(11))
+"""
+
+
+def test_a_killed_export_shows_no_version_and_is_cleaned_up_next_time(exported, tmp_path):
+    model, vocab, counts, _, _ = exported
+    root = tmp_path / "m"
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(root)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    left = os.listdir(root)
+    assert len(left) == 1 and left[0].startswith(".tmp-1-")  # never a numeric version
+    foreign = root / ".tmp-9-notours"  # not written by us: left alone
+    foreign.mkdir()
+    path = export_saved_model(model, vocab, root, item_counts=counts)
+    assert sorted(os.listdir(root)) == [".tmp-9-notours", "1"]
+    assert os.path.basename(path) == "1"
+
+
+def test_ids_round_trip_as_utf8_and_whitespace_is_normalised_alike(tmp_path):
+    from keras_seqrec.datasets import read_log
+
+    log_path = tmp_path / "log.csv"
+    rows = [("u1", " café ", 1), ("u1", "007", 2), ("u1", "7", 3), ("u1", "naïve,x", 4),
+            ("u2", "café", 1), ("u2", "7", 2), ("u2", "007", 3), ("u2", "naïve,x", 4)]
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["user", "item", "timestamp"]).to_csv(log_path, index=False)
+    log = read_log(log_path)
+    assert sorted(set(log.frame["item"])) == ["007", "7", "café", "naïve,x"]
+    data = ks.prepare(log, max_len=3)
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=4, hidden_dim=4)
+    path = export_saved_model(model, data.vocabulary, tmp_path / "m", top_k=2,
+                              item_counts=data.item_counts())
+    rec = Recommender(path)
+    (ids, _), = rec.recommend([[" café", "007 "]], k=2)  # spaces stripped in the graph too
+    assert set(ids) == {"7", "naïve,x"}  # both seen items recognised and excluded
+    assert all(isinstance(x, str) for x in ids)
+
+
+def test_k_outside_one_to_top_k_is_refused(exported):
+    _, _, _, root, _ = exported
+    rec = Recommender(root)
+    for k in (0, -2, 6):
+        with pytest.raises(ValueError, match=r"1\.\.5"):
+            rec.recommend([["101"]], k=k)
