@@ -34,6 +34,7 @@ DATASETS = {
     "ml-1m": dict(max_len=200),
 }
 VERBOSE = 0
+PREPARE_EXTRA = {}  # settings beyond DATASETS given on the command line (e.g. --tie-break)
 COMMIT = None  # the code the runs used: read when the script starts
 TRAINING = dict(epochs=40, batch_size=64, learning_rate=5e-3, early_stopping_patience=8)
 
@@ -135,7 +136,7 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         "seconds_per_epoch": round(history.seconds_per_epoch, 2) if history else 0.0,
         "total_seconds": round(seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "config": {"prepare": DATASETS[dataset],
+        "config": {"prepare": dict(DATASETS[dataset], **PREPARE_EXTRA),
                    "training": dict(training, loss_weighting="per position") if history else None,
                    "hyperparameters": {k: v for k, v in params.items()} if history else None,
                    # Every builder argument, defaults included: defaults change between versions.
@@ -233,11 +234,15 @@ def main(argv=None):
                    help="per model: start no new epoch after this many minutes")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
+    p.add_argument("--tie-break", default="file", choices=("file", "random"),
+                   help="order of equal timestamps: file order, or random with --seed")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
     args = p.parse_args(argv)
     global VERBOSE, COMMIT
     VERBOSE, COMMIT = args.verbose, _commit()
+    if args.tie_break != "file":
+        PREPARE_EXTRA.update(tie_break=args.tie_break, seed=args.seed)
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
     if args.adam_beta2 is not None:
@@ -253,7 +258,8 @@ def main(argv=None):
         import keras_seqrec as ks
         from keras_seqrec.evaluation import BASELINES
 
-        data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset])
+        data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset],
+                          **PREPARE_EXTRA)
         print(data)
         command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
         for name in args.models or [*BASELINES, *ks.available_models()]:

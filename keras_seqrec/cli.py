@@ -10,6 +10,12 @@ from typing import Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class CliError(Exception):
+    """A mistake in what the user asked for: printed as one `error: ...` line, exit status 2."""
+
 
 def _load_interactions(args):
     from keras_seqrec import datasets
@@ -18,15 +24,12 @@ def _load_interactions(args):
     if source in datasets.available_datasets():
         return datasets.load(source, data_dir=args.data_dir)
     if os.path.exists(source):
-        if source.endswith((".csv", ".parquet", ".pq", ".tsv")):
-            return datasets.read_log(
-                source, user_col=args.user_col, item_col=args.item_col,
-                time_col=args.time_col, rating_col=args.rating_col,
-                sep="\t" if source.endswith(".tsv") else ",",
-            )
-        return datasets.read_sequences(source)
-    raise SystemExit(
-        f"error: --dataset {source!r} is neither a known dataset "
+        return datasets.read_interactions(
+            source, format=getattr(args, "format", None), user_col=args.user_col,
+            item_col=args.item_col, time_col=args.time_col, rating_col=args.rating_col,
+        )
+    raise CliError(
+        f"--dataset {source!r} is neither a known dataset "
         f"({', '.join(datasets.available_datasets())}) nor an existing file."
     )
 
@@ -48,6 +51,9 @@ def _prepare(args):
         min_rating=min_rating,
         min_user_interactions=args.min_user_interactions,
         min_item_interactions=args.min_item_interactions,
+        drop_duplicates=not getattr(args, "keep_duplicates", False),
+        tie_break=getattr(args, "tie_break", "file"),
+        seed=getattr(args, "seed", 0) or 0,
     )
 
 
@@ -57,6 +63,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="a MovieLens name (ml-latest-small is bundled) or a path to a "
                         "CSV/Parquet log or a 'user item item ...' text file")
     g.add_argument("--data-dir", default=None, help="folder with an unzipped MovieLens release")
+    g.add_argument("--format", default=None, choices=("csv", "tsv", "parquet", "sequences"),
+                   help="format of a --dataset file (default: read from its content)")
+    g.add_argument("--keep-duplicates", action="store_true",
+                   help="keep rows repeating an earlier row's user, item and timestamp "
+                        "(dropped by default)")
+    g.add_argument("--tie-break", default="file", choices=("file", "random"),
+                   help="order of a user's interactions with equal timestamps: file order, or "
+                        "a random order drawn with --seed")
     g.add_argument("--max-len", type=int, default=50)
     g.add_argument("--min-rating", type=float, default=3.0,
                    help="implicit-feedback threshold where the data has ratings (-1: none)")
@@ -135,25 +149,95 @@ def _evaluate_all(models: dict, data, exclude_seen: bool, ks=(10,)):
     return rows, results
 
 
+def _check_train_args(args) -> None:
+    """Every training argument, checked before anything is loaded."""
+    from keras_seqrec.training import check_training_arguments
+
+    for flag, value, low in (("--max-len", args.max_len, 2),
+                             ("--min-user-interactions", args.min_user_interactions, 1),
+                             ("--min-item-interactions", args.min_item_interactions, 1)):
+        if value < low:
+            raise CliError(f"{flag} must be >= {low}; got {value}.")
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0; got {args.seed}.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise CliError(f"--time-limit must be a positive number of minutes; got "
+                       f"{args.time_limit:g}.")
+    try:
+        check_training_arguments(
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            early_stopping_patience=args.patience, validation_metric=args.validation_metric,
+            num_negatives=args.num_negatives,
+        )
+    except ValueError as error:  # name the flag rather than the Python argument
+        message = str(error)
+        for arg, flag in (("early_stopping_patience", "patience"), ("num_negatives", None),
+                          ("learning_rate", None), ("batch_size", None), ("epochs", None),
+                          ("validation_metric", None)):
+            message = message.replace(f"`{arg}`", "--" + (flag or arg).replace("_", "-"))
+        raise CliError(message) from None
+
+
+def _claim_output(args) -> None:
+    """Refuse to mix two runs in one --output folder (see the README, "When things go wrong").
+
+    An empty or missing folder is used; with --overwrite an existing one is emptied first; a
+    folder holding only the resume state of an interrupted run is resumed by fit_recommender,
+    which refuses a state that a different run left.
+    """
+    import shutil
+
+    out = args.output
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CliError(f"--output {out!r} is a file; pass a folder.")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if args.overwrite:
+        shutil.rmtree(out)
+        return
+    contents = sorted(os.listdir(out))
+    state = os.path.join(out, "checkpoints", "state.json")
+    if contents == ["checkpoints"] and os.path.exists(state):
+        return  # an interrupted run: resumed if it is this same run
+    raise CliError(
+        f"--output {out!r} already holds {'a finished run' if 'run.json' in contents else 'files'}"
+        f" ({', '.join(contents[:4])}{', ...' if len(contents) > 4 else ''}); pass --overwrite "
+        "to replace it, or choose another --output."
+    )
+
+
 def cmd_train(args) -> int:
     import time
+
+    _check_train_args(args)
+    hyper = dict(args.param)
+    flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    twice = sorted(set(hyper) & set(flags))
+    if twice:
+        key = twice[0]
+        raise CliError(f"{key} is given twice, as --{key.replace('_', '-')} and as "
+                       f"--param {key}=...; keep one.")
+    hyper.update(flags)
+    _claim_output(args)
 
     import keras
     import numpy as np
 
     import keras_seqrec as ks
     from keras_seqrec.evaluation import BASELINES
-    from keras_seqrec.training import fit_recommender
+    from keras_seqrec.training import check_training_arguments, fit_recommender
 
-    hyper = dict(args.param)
-    flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
-    twice = sorted(set(hyper) & set(flags))
-    if twice:
-        key = twice[0]
-        raise SystemExit(f"error: {key} is given twice, as --{key.replace('_', '-')} and as "
-                         f"--param {key}=...; keep one.")
-    hyper.update(flags)
+    loss = ks.losses.get_loss(args.loss)
+    if args.num_negatives is not None:
+        if not getattr(loss, "sampled", False):
+            raise CliError("--num-negatives applies to the sampled losses only.")
+        loss = type(loss)(**{**loss.get_config(), "num_negatives": args.num_negatives})
     log, data = _prepare(args)
+    if getattr(loss, "sampled", False):
+        try:
+            check_training_arguments(num_negatives=loss.num_negatives, num_items=data.num_items)
+        except ValueError as error:
+            raise CliError(str(error).replace("`num_negatives`", "--num-negatives")) from None
     print(data)
     params = ks.models.hyperparameters(args.model)
     if "item_embeddings" in params:
@@ -164,24 +248,21 @@ def cmd_train(args) -> int:
             )
             hyper["item_embeddings"] = matrix
     keras.utils.set_random_seed(args.seed)
-    try:
-        model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
-    except ValueError as error:  # a misspelt, inapplicable or out-of-range hyperparameter
-        raise SystemExit(f"error: {error}") from None
-    loss = ks.losses.get_loss(args.loss)
-    if args.num_negatives is not None:
-        if not getattr(loss, "sampled", False):
-            raise SystemExit("error: --num-negatives applies to the sampled losses only.")
-        loss = type(loss)(**{**loss.get_config(), "num_negatives": args.num_negatives})
+    model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
     start = time.perf_counter()
-    history = fit_recommender(
-        model, data, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, loss=loss, validation_metric=args.validation_metric,
-        early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
-        checkpoint_dir=os.path.join(args.output, "checkpoints"),
-        tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
-        time_limit=args.time_limit * 60 if args.time_limit else None,
-    )
+    try:
+        history = fit_recommender(
+            model, data, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, loss=loss,
+            validation_metric=args.validation_metric,
+            early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
+            checkpoint_dir=os.path.join(args.output, "checkpoints"),
+            tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
+            time_limit=args.time_limit * 60 if args.time_limit else None,
+        )
+    except FloatingPointError as error:  # diverged before any epoch could be kept
+        raise CliError(str(error).replace("learning rate (it was",
+                                          "--learning-rate (it was")) from None
     train_seconds = time.perf_counter() - start
     # Save the trained model first, so nothing is lost if evaluation fails.
     os.makedirs(args.output, exist_ok=True)
@@ -190,7 +271,7 @@ def cmd_train(args) -> int:
     np.save(os.path.join(args.output, "item_counts.npy"), data.item_counts())
     if data.items is not None and "title" in data.items.columns:
         titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
-        with open(os.path.join(args.output, "titles.json"), "w") as f:
+        with open(os.path.join(args.output, "titles.json"), "w", encoding="utf-8") as f:
             json.dump({str(k): v for k, v in titles.items()}, f)
 
     models = {name: cls(data) for name, cls in BASELINES.items()}
@@ -200,11 +281,15 @@ def cmd_train(args) -> int:
     print(f"Full-ranking leave-one-out metrics on {data.name} ({data.num_items:,} items"
           f"{', seen items excluded' if args.exclude_seen else ''}):")
     print(_metrics_table(rows))
+    if history.stopped_by == "diverged":
+        print(f"\nnote: training diverged after epoch {history.best_epoch + 1}; the metrics "
+              "are those of the best earlier epoch. Lower --learning-rate.", file=sys.stderr)
     run = {
         "model": args.model,
         "hyperparameters": {k: v for k, v in hyper.items() if k != "item_embeddings"},
         "item2vec_init": "item_embeddings" in hyper,
-        "dataset": {"source": args.dataset, "data_dir": args.data_dir, **data.describe()},
+        "dataset": {"source": args.dataset, "data_dir": args.data_dir,
+                    "format": args.format, **data.describe()},
         "training": {
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
             "stopped_by": history.stopped_by,
@@ -219,30 +304,48 @@ def cmd_train(args) -> int:
         "metrics": results,
         "versions": {"keras_seqrec": ks.__version__, "keras": keras.__version__},
     }
-    with open(os.path.join(args.output, "run.json"), "w") as f:
+    tmp = os.path.join(args.output, ".run.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(run, f, indent=2, default=str)
+    os.replace(tmp, os.path.join(args.output, "run.json"))  # last: marks the run finished
     print(f"\nSaved the model, its vocabulary and run.json to {args.output}/")
     return 0
 
 
+def _read_run(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.exists(path):
+        raise CliError(f"--run-dir {run_dir!r} holds no run.json: it is not a finished "
+                       "`keras-seqrec train` run.")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def cmd_evaluate(args) -> int:
+    from keras_seqrec import Vocabulary
+
+    run = _read_run(args.run_dir)
+    for k in args.k:
+        if k < 1:
+            raise CliError(f"-k must be positive integers; got {k}.")
     import keras
 
-    from keras_seqrec import Vocabulary
     from keras_seqrec.evaluation import BASELINES
 
-    with open(os.path.join(args.run_dir, "run.json")) as f:
-        run = json.load(f)
     settings = run["dataset"]["settings"]
     args.dataset = run["dataset"]["source"]
     args.data_dir = args.data_dir or run["dataset"].get("data_dir")
+    args.format = run["dataset"].get("format")
     args.max_len = settings["max_len"]
     args.min_rating = settings["min_rating"]
     args.min_user_interactions = settings["min_user_interactions"]
     args.min_item_interactions = settings["min_item_interactions"]
+    args.keep_duplicates = not settings.get("drop_duplicates", True)
+    args.tie_break = settings.get("tie_break", "file")
+    args.seed = settings.get("seed", 0)
     _, data = _prepare(args)
     if Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")) != data.vocabulary:
-        raise SystemExit("error: the data no longer matches the model's vocabulary.")
+        raise CliError("the data no longer matches the model's vocabulary.")
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
     models = {name: cls(data) for name, cls in BASELINES.items()}
     models[run["model"]] = model
@@ -252,19 +355,20 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    run_dir = args.run_dir
+    run = _read_run(run_dir)
+    if args.top_k < 1:
+        raise CliError(f"--top-k must be >= 1; got {args.top_k}.")
     import keras
     import numpy as np
 
     from keras_seqrec import Vocabulary
     from keras_seqrec.export import export_saved_model
 
-    run_dir = args.run_dir
-    with open(os.path.join(run_dir, "run.json")) as f:
-        run = json.load(f)
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     titles = None
     if os.path.exists(os.path.join(run_dir, "titles.json")):
-        with open(os.path.join(run_dir, "titles.json")) as f:
+        with open(os.path.join(run_dir, "titles.json"), encoding="utf-8") as f:
             titles = json.load(f)
     path = export_saved_model(
         model,
@@ -278,23 +382,57 @@ def cmd_export(args) -> int:
         titles=titles,
     )
     print(f"Exported {run['model']} to {path}")
-    print(f"Serve it: docker run -p 8501:8501 -v \"$PWD/{os.path.dirname(path)}:"
+    print(f"Serve it: docker run -p 8501:8501 -v \"{os.path.abspath(os.path.dirname(path))}:"
           f"/models/{run['model']}\" -e MODEL_NAME={run['model']} tensorflow/serving")
     return 0
 
 
+def _read_histories(args) -> list[list[str]]:
+    """--history values (comma-separated) and --history-file lines (a JSON list of ids, or ids
+    separated by tabs), in that order."""
+    histories = [h.split(",") if h else [] for h in args.history or []]
+    if args.history_file:
+        if args.history_file == "-":
+            text = sys.stdin.read()
+        else:
+            if not os.path.isfile(args.history_file):
+                raise CliError(f"--history-file {args.history_file!r} is not a file.")
+            with open(args.history_file, encoding="utf-8") as f:
+                text = f.read()
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.rstrip("\r\n")
+            if line.lstrip().startswith("["):
+                try:
+                    ids = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise CliError(f"--history-file line {number}: not a JSON list "
+                                   f"({error.msg}).") from None
+                if not isinstance(ids, list):
+                    raise CliError(f"--history-file line {number}: not a JSON list of ids.")
+                histories.append([str(x) for x in ids])
+            else:
+                histories.append([x for x in line.split("\t") if x != ""])
+    if not histories:
+        raise CliError("give at least one history, with --history or --history-file.")
+    return histories
+
+
 def cmd_recommend(args) -> int:
+    if args.k is not None and args.k < 1:
+        raise CliError(f"-k must be >= 1; got {args.k}.")
+    histories = _read_histories(args)
     from keras_seqrec.export import Recommender
 
     rec = Recommender(args.model_dir)
     if args.card:
         print(rec.describe())
-    histories = [h.split(",") if h else [] for h in args.history]
     for history, (ids, scores) in zip(histories, rec.recommend(histories, k=args.k)):
         print(f"history: {', '.join(rec.titles.get(i, i) for i in history) or '(empty)'}")
         for rank, (item, score) in enumerate(zip(ids, scores), 1):
             title = rec.titles.get(item, "")
             print(f"  {rank:>2}. {item:>8}  {score:9.4f}  {title}")
+        if len(ids) < (args.k or rec.top_k):
+            print(f"  (only {len(ids)} unseen items left to recommend)")
     return 0
 
 
@@ -341,7 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove items already in the history from the rankings")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--tensorboard-dir", default=None)
-    g.add_argument("--output", default=None, help="run folder (default runs/<model>)")
+    g.add_argument("--output", default=None,
+                   help="run folder (default runs/<model>); it must be empty or missing, hold "
+                        "an interrupted run of this same command (resumed), or --overwrite")
+    g.add_argument("--overwrite", action="store_true",
+                   help="empty an existing --output folder first (its earlier run is lost)")
     g.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 
@@ -362,21 +504,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="recommend from an exported SavedModel")
-    p.add_argument("--model-dir", required=True, help="saved_models/<model>[/<version>]")
-    p.add_argument("--history", nargs="+", required=True,
+    p.add_argument("--model-dir", required=True,
+                   help="saved_models/<model>[/<version>]. A SavedModel is a program: load "
+                        "only models you trust (loading a crafted one can write files)")
+    p.add_argument("--history", nargs="+", default=None,
                    help="comma-separated raw item ids, oldest first; one per user")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--history-file", default=None, metavar="FILE",
+                   help="one history per line, as a JSON list of ids or tab-separated ids "
+                        "(for ids with commas); - reads standard input")
+    p.add_argument("-k", type=int, default=None,
+                   help="recommendations per history, 1..the export's top_k (default top_k)")
     p.add_argument("--card", action="store_true", help="print the model card first")
     p.set_defaults(func=cmd_recommend)
     return parser
 
 
+def _raised_on_purpose(error: BaseException) -> bool:
+    """Whether `error` was raised by keras-seqrec's own code (a checked mistake in the input),
+    judged by the innermost frame of its traceback; anything else is a bug and keeps its
+    traceback."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return filename.startswith(_PACKAGE_DIR + os.sep)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; a mistake in the input prints one `error: ...` line and returns 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "output", "unset") is None:
         args.output = os.path.join("runs", args.model)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as error:
+        if not _raised_on_purpose(error) or os.environ.get("KERAS_SEQREC_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
