@@ -424,6 +424,8 @@ def cmd_recommend(args) -> int:
     from keras_seqrec.export import Recommender
 
     rec = Recommender(args.model_dir)
+    if args.k is not None and args.k > rec.top_k:
+        raise CliError(f"-k must be in 1..{rec.top_k} (this export's top_k); got {args.k}.")
     if args.card:
         print(rec.describe())
     for history, (ids, scores) in zip(histories, rec.recommend(histories, k=args.k)):

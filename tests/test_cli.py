@@ -18,9 +18,16 @@ def test_stats_prints_split_sizes(capsys):
     assert info["split"]["test_examples"] == info["filtered"]["users"]
 
 
-def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(SystemExit, match="neither a known dataset"):
-        cli.main(["stats", "--dataset", "ml-2m"])
+def test_unknown_dataset_is_a_clear_error(capsys):
+    assert cli.main(["stats", "--dataset", "ml-2m"]) == 2
+    assert "neither a known dataset" in one_error_line(capsys)
+
+
+def one_error_line(capsys) -> str:
+    """The single `error: ...` line a failing command must print (and nothing else)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
 
 
 def test_train_evaluate_export_recommend(tmp_path, capsys):
@@ -74,18 +81,200 @@ def test_train_with_a_sampled_loss(tmp_path, capsys):
     assert record["training"]["epochs_run"] == 1
     assert record["training"]["loss"]["name"] == "bpr_max"
     assert record["training"]["loss"]["num_negatives"] == 16
-    with pytest.raises(SystemExit, match="sampled losses only"):
-        cli.main(["train", "--num-negatives", "4", "--epochs", "1", "--output",
-                  str(tmp_path / "x")])
+    capsys.readouterr()
+    assert cli.main(["train", "--num-negatives", "4", "--epochs", "1", "--output",
+                     str(tmp_path / "x")]) == 2
+    assert "sampled losses only" in one_error_line(capsys)
 
 
-def test_train_param_errors_name_the_bad_hyperparameter(tmp_path):
+def test_train_param_errors_name_the_bad_hyperparameter(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["train", "--param", "dropout"])
     assert caught.value.code == 2  # argparse: not KEY=VALUE
-    with pytest.raises(SystemExit, match="dropout is given twice"):
-        cli.main(["train", "--dropout", "0.2", "--param", "dropout=0.3", "--epochs", "1",
-                  "--min-item-interactions", "20", "--output", str(tmp_path / "run")])
-    with pytest.raises(SystemExit, match=r"'hiden_dim' \(did you mean 'hidden_dim'\?\)"):
-        cli.main(["train", "--model", "gru", "--param", "hiden_dim=8", "--epochs", "1",
-                  "--min-item-interactions", "20", "--output", str(tmp_path / "run")])
+    capsys.readouterr()
+    assert cli.main(["train", "--dropout", "0.2", "--param", "dropout=0.3", "--epochs", "1",
+                     "--min-item-interactions", "20", "--output", str(tmp_path / "run")]) == 2
+    assert "dropout is given twice" in one_error_line(capsys)
+    assert cli.main(["train", "--model", "gru", "--param", "hiden_dim=8", "--epochs", "1",
+                     "--min-item-interactions", "20", "--output", str(tmp_path / "run")]) == 2
+    assert "'hiden_dim' (did you mean 'hidden_dim'?)" in one_error_line(capsys)
+
+
+SMALL = ["--min-item-interactions", "20", "--max-len", "20", "--verbose", "0"]
+TINY_GRU = ["--model", "gru", "--embedding-dim", "8", "--hidden-dim", "8"]
+
+
+def bad_inputs(tmp_path):
+    import gzip
+
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("user,item,timestamp\n")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "time.csv").write_text("user,item,timestamp\n1,10,5\n1,11,x\n")
+    (tmp_path / "lines.csv").write_text("1 2 3\n")
+    (tmp_path / "folder").mkdir()
+    with gzip.open(tmp_path / "bad.CSV.GZ", "wt") as f:
+        f.write("user,item,timestamp\n1,10,5\n1,11,soon\n")
+    return {"empty.csv": "is empty", "header.csv": "but no interactions",
+            "binary.csv": "binary file", "time.csv": "row 1 holds 'x'",
+            "lines.csv": "--format", "folder": "is a directory",
+            "bad.CSV.GZ": "row 1 holds 'soon'"}
+
+
+def test_bad_input_files_are_one_line_errors_with_exit_status_2(tmp_path, capsys):
+    for name, message in bad_inputs(tmp_path).items():
+        assert cli.main(["stats", "--dataset", str(tmp_path / name)]) == 2, name
+        assert message in one_error_line(capsys), name
+
+
+def test_a_comma_log_with_another_extension_is_read_as_csv(tmp_path, capsys):
+    rows = "".join(f"{u},{i},{u * 10 + i}\n" for u in range(8) for i in range(6))
+    (tmp_path / "log.dat").write_text("user,item,timestamp\n" + rows)
+    args = ["stats", "--dataset", str(tmp_path / "log.dat"), "--json",
+            "--min-user-interactions", "1", "--min-item-interactions", "1", "--min-rating", "-1"]
+    assert cli.main(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["raw"]["items"] == 6 and info["raw"]["users"] == 8
+    # Forced to the sequence format, each line is one token: a user with no items.
+    assert cli.main(args + ["--format", "sequences"]) == 2
+    assert "line 1 has a user id but no items" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["--patience", "0"], "--patience must be an integer >= 1"),
+    (["--loss", "bpr_max", "--num-negatives", "0"], "--num-negatives must be"),
+    (["--time-limit", "0"], "--time-limit must be a positive"),
+    (["--max-len", "1"], "--max-len must be >= 2"),
+    (["--validation-metric", "auc"], "--validation-metric must look like"),
+])
+def test_training_arguments_are_checked_before_anything_loads(tmp_path, capsys, monkeypatch,
+                                                               flags, message):
+    def never(*args, **kwargs):
+        raise AssertionError("the data was loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli, "_prepare", never)
+    assert cli.main(["train", "--output", str(tmp_path / "run")] + flags) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_many_negatives_for_the_catalogue_is_refused(tmp_path, capsys):
+    assert cli.main(["train", "--loss", "sampled_softmax", "--num-negatives", "100000",
+                     "--output", str(tmp_path / "run")] + SMALL) == 2
+    assert "smaller than the catalogue" in one_error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    run = root / "run"
+    assert cli.main(["train", "--epochs", "1", "--output", str(run)] + TINY_GRU + SMALL) == 0
+    export_dir = root / "saved" / "gru"
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir),
+                     "--top-k", "5"]) == 0
+    return run, export_dir
+
+
+def test_a_finished_run_folder_is_never_mixed_with_another_run(finished_run, tmp_path, capsys):
+    run, _ = finished_run
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "1", "--output", str(run)] + TINY_GRU + SMALL) == 2
+    assert "--overwrite" in one_error_line(capsys)
+    # --overwrite replaces the run whole: a stale file of the earlier run does not survive.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "titles.json").write_text('{"1": "Stale title from another dataset"}')
+    assert cli.main(["train", "--epochs", "1", "--output", str(other)] + TINY_GRU + SMALL) == 2
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "1", "--output", str(other), "--overwrite"]
+                    + TINY_GRU + SMALL) == 0
+    titles = json.loads((other / "titles.json").read_text())
+    assert titles["1"] == "Toy Story (1995)"
+
+
+def test_export_hint_and_recommend_arguments(finished_run, tmp_path, capsys):
+    run, export_dir = finished_run
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert f'-v "{tmp_path / "e"}:/models/gru"' in out and "$PWD" not in out
+    for k in ("0", "-2", "6"):
+        assert cli.main(["recommend", "--model-dir", str(export_dir), "--history", "1,50",
+                         "-k", k]) == 2
+        assert "-k must be" in one_error_line(capsys)
+    histories = tmp_path / "histories.txt"
+    histories.write_text('["1", "50"]\n1\t50\n')
+    assert cli.main(["recommend", "--model-dir", str(export_dir), "--history-file",
+                     str(histories), "-k", "3"]) == 0
+    blocks = capsys.readouterr().out.split("history: ")[1:]
+    assert len(blocks) == 2 and blocks[0] == blocks[1]  # the same history, two spellings
+
+
+def test_no_traceback_for_a_run_folder_that_is_not_a_run(tmp_path, capsys):
+    assert cli.main(["export", "--run-dir", str(tmp_path)]) == 2
+    assert "holds no run.json" in one_error_line(capsys)
+
+
+KILLED_TRAIN = """
+import os, signal, sys
+import keras
+from keras_seqrec import cli, training
+
+plain = training.fit_recommender
+
+
+class KillDuringSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killing(*args, **kwargs):
+    kwargs["callbacks"] = [*kwargs.get("callbacks", ()), KillDuringSecondEpoch()]
+    return plain(*args, **kwargs)
+
+
+if sys.argv[1] == "kill":
+    training.fit_recommender = killing
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_kill_9_then_the_same_command_resumes_to_the_same_result(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(KILLED_TRAIN)
+    command = ["train", "--model", "gru_attention", "--epochs", "3", "--embedding-dim", "8",
+               "--hidden-dim", "8", "--attention-units", "4", "--exclude-seen"] + SMALL
+
+    def start(mode, out):
+        return subprocess.Popen([sys.executable, str(script), mode, *command, "--output",
+                                 str(tmp_path / out)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    whole, killed = start("plain", "whole"), start("kill", "killed")
+    errors = [p.communicate(timeout=300)[1] for p in (whole, killed)]
+    assert whole.returncode == 0, errors[0][-2000:]
+    assert killed.returncode == -9, errors[1][-2000:]
+    assert os.listdir(tmp_path / "killed") == ["checkpoints"]
+    # A different command into the killed run's folder is refused, and the state survives.
+    capsys.readouterr()
+    other = command[:]
+    other[other.index("--hidden-dim") + 1] = "16"
+    assert cli.main(other + ["--output", str(tmp_path / "killed")]) == 2
+    assert "different architecture" in one_error_line(capsys)
+    resumed = start("plain", "killed")
+    error = resumed.communicate(timeout=300)[1]
+    assert resumed.returncode == 0, error[-2000:]
+    a = json.loads((tmp_path / "whole" / "run.json").read_text())
+    b = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert b["training"]["epochs_run"] == 3
+    assert a["metrics"] == b["metrics"]
+    assert not (tmp_path / "killed" / "checkpoints").exists()

@@ -249,3 +249,108 @@ def test_leave_one_out_on_amazon_beauty():
 def test_ml_1m_sasrec_file_counts():
     log = read_sequences(shared_path("ml-1m", "ml-1m.txt.gz"))
     assert (log.num_users, log.num_items, len(log)) == (6040, 3416, 999611)
+
+
+def test_duplicate_rows_are_dropped_and_counted_unless_kept():
+    rows = [("u", "a", 1), ("u", "b", 2), ("u", "c", 3), ("u", "d", 4)]
+    twice = from_dataframe(pd.DataFrame(rows + rows, columns=["user", "item", "timestamp"]))
+    data = prepare(twice, max_len=5)
+    assert data.describe()["duplicates_dropped"] == 4
+    # Without dropping, the doubled log made the validation target equal the test target.
+    assert data.validation.targets.tolist() == data.vocabulary.lookup(["c"]).tolist()
+    assert data.test.targets.tolist() == data.vocabulary.lookup(["d"]).tolist()
+    kept = prepare(twice, max_len=5, drop_duplicates=False)
+    assert kept.describe()["duplicates_dropped"] == 0
+    assert kept.validation.targets.tolist() == kept.test.targets.tolist()
+
+
+def test_ties_in_time_in_file_order_or_seeded_random_order():
+    rows = [(u, item, 7) for u in range(40) for item in ("x", "y", "z")]
+    log = from_dataframe(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    z = int(prepare(log, max_len=3).vocabulary.lookup(["z"])[0])
+    assert (prepare(log, max_len=3).test.targets == z).all()  # file order: always the last
+    shuffled = prepare(log, max_len=3, tie_break="random", seed=1)
+    assert 0 < (shuffled.test.targets == z).mean() < 1
+    again = prepare(log, max_len=3, tie_break="random", seed=1)
+    assert np.array_equal(shuffled.test.targets, again.test.targets)
+    assert shuffled.describe()["settings"]["tie_break"] == "random"
+    with pytest.raises(ValueError, match="tie_break"):
+        prepare(log, tie_break="alphabetical")
+
+
+def test_sessions_with_leave_one_out_never_train_on_the_future():
+    # User 1: session A at t=0..3, then session B a day later; user 2: one session.
+    rows = [(1, i, t) for i, t in zip("abcd", range(4))]
+    rows += [(1, i, 86400 + t) for i, t in zip("efgh", range(4))]
+    rows += [(2, i, t) for i, t in zip("aceg", range(4))]
+    log = from_dataframe(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    data = prepare(log, max_len=5, session_gap=1800)
+    # Only each user's last session is split; the earlier one trains whole.
+    assert data.test.users.tolist() == ["1:1", "2:0"]
+    assert data.validation.users.tolist() == ["1:1", "2:0"]
+    assert data.info["split"]["earlier_sessions_in_training"] == 1
+    # Every training interaction of user 1 happens before user 1's validation target.
+    first = dict(zip(data.users, data.train.tolist()))
+    assert first["1:0"] == data.vocabulary.lookup(list("abcd")).tolist()
+    assert first["1:1"] == data.vocabulary.lookup(list("ef")).tolist()
+
+
+def test_ids_are_read_as_text_so_raw_ids_round_trip(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n001,007,1\n001,7,2\n1, 7 ,3\n")
+    frame = read_log(path).frame
+    assert frame["user"].tolist() == ["001", "001", "1"]
+    assert frame["item"].tolist() == ["007", "7", "7"]  # stripped, never merged with 007
+    plain = tmp_path / "plain.csv"
+    plain.write_text("user,item,timestamp\n1,10,1\n2,11,2\n")
+    assert read_log(plain).frame["item"].dtype == np.int64  # canonical ints stay ints
+    seq = tmp_path / "seq.txt"
+    seq.write_text("1 007 7\n")
+    assert read_sequences(seq).frame["item"].tolist() == ["007", "7"]
+
+
+def write(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif str(path).lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "wt") as f:
+            f.write(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.csv", "", "is empty"),
+    ("header.csv", "user,item,timestamp\n", "has a header .* but no interactions"),
+    ("binary.csv", bytes(range(256)) * 4, "binary file"),
+    ("latin1.csv", "user,item,timestamp\n1,caf\xe9,1\n".encode("latin-1"), "not UTF-8"),
+    ("time.csv", "user,item,timestamp\n1,10,5\n1,11,6\n1,12,soon\n",
+     "row 2 holds 'soon'"),
+    ("lines.csv", "1 2 3\n4 5 6\n", "named like a csv file but .* sequence file"),
+    ("tabs.txt", "1\t2\n1\t3\n", "headerless TSV log or a `user item ...` sequence"),
+])
+def test_unreadable_files_get_one_clear_error(tmp_path, name, content, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.read_interactions(write(tmp_path / name, content))
+
+
+def test_format_comes_from_content_and_can_be_forced(tmp_path):
+    log = "user,item,timestamp\n1,10,5\n1,11,6\n2,10,7\n"
+    # A comma-separated log named .txt was read as `user item ...` lines: garbage items.
+    assert datasets.read_interactions(write(tmp_path / "log.txt", log)).num_items == 2
+    assert datasets.detect_format(write(tmp_path / "LOG.CSV.GZ", log)) == "csv"
+    assert datasets.read_interactions(tmp_path / "LOG.CSV.GZ").num_items == 2
+    assert datasets.detect_format(write(tmp_path / "seq.TXT.GZ", "1 5 6\n")) == "sequences"
+    tabs = write(tmp_path / "tabs.txt", "1\t2\n1\t3\n")
+    assert datasets.read_interactions(tabs, format="sequences").num_items == 2
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        datasets.read_interactions(tmp_path)
+
+
+def test_infinite_timestamps_are_named_not_an_overflow():
+    df = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 3], "timestamp": [1.0, np.inf, 2.0]})
+    with pytest.raises(ValueError, match=r"infinite .*\(first at row 1"):
+        from_dataframe(df)
