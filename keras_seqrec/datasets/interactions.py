@@ -86,30 +86,39 @@ def normalize_ids(values) -> np.ndarray:
     Ids are strings with leading and trailing ASCII whitespace removed. When every id is the
     canonical decimal form of an integer (`"7"`, never `"007"`, `"+7"` or `"7.0"`) the ids are
     kept as int64, which turns back into the same strings; otherwise they stay strings, so raw
-    ids round-trip exactly (`"007"` and `"7"` are two items).
+    ids round-trip exactly (`"007"` and `"7"` are two items). Integer arrays pass through.
+    The work is done once per distinct id, so long logs with few ids are cheap.
 
     Example:
 
     >>> normalize_ids([" 7", "12 "]).tolist(), normalize_ids(["007", "7"]).tolist()
     ([7, 12], ['007', '7'])
     """
-    values = np.asarray(values)
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "b":
-        raise ValueError("Ids must be integers or strings; got booleans.")
-    if values.dtype.kind == "f":
-        integral = np.isfinite(values) & (values == np.round(values))
-        if not integral.all():
-            raise ValueError(
-                "Ids must be integers or strings; got non-integral numbers such as "
-                f"{values[~integral][0]!r}."
-            )
-        return values.astype(np.int64)
-    text = np.array([str(v).strip(ID_WHITESPACE) for v in values.ravel()], dtype=object)
-    if len(text) and all(_CANONICAL_INT.fullmatch(v) for v in text):
-        return text.astype(np.int64)
-    return text.astype(str)
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        codes, uniques = values.codes, np.asarray(values.categories)
+    else:
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64)
+        if values.dtype.kind == "b":
+            raise ValueError("Ids must be integers or strings; got booleans.")
+        if values.dtype.kind == "f":
+            integral = np.isfinite(values) & (values == np.round(values))
+            if not integral.all():
+                raise ValueError(
+                    "Ids must be integers or strings; got non-integral numbers such as "
+                    f"{values[~integral][0]!r}."
+                )
+            return values.astype(np.int64)
+        codes, uniques = pd.factorize(values.ravel())
+    if uniques.dtype.kind in "iu":
+        return uniques.astype(np.int64)[codes]
+    text = [str(v).strip(ID_WHITESPACE) for v in uniques]
+    if text and all(_CANONICAL_INT.fullmatch(v) for v in text):
+        return np.asarray(text, dtype=np.int64)[codes]
+    return np.asarray(text, dtype=str)[codes]
 
 
 def _check_id_column(column: pd.Series, role: str) -> np.ndarray:
@@ -121,7 +130,7 @@ def _check_id_column(column: pd.Series, role: str) -> np.ndarray:
             f"(first at row {first}). Drop or fill those rows before loading."
         )
     try:
-        ids = normalize_ids(column.to_numpy())
+        ids = normalize_ids(column)
     except ValueError as error:
         raise ValueError(f"The {role} id column {column.name!r}: {error}") from None
     if ids.dtype.kind == "U":
@@ -197,7 +206,8 @@ def from_dataframe(
 
     Args:
         df: one row per interaction.
-        user_col, item_col: names of the user and item id columns (ints or strings).
+        user_col, item_col: names of the user and item id columns (ints or strings), both
+            normalised by `normalize_ids`.
         time_col: name of the timestamp column (numeric or datetime64). `None` means the rows are
             already in time order per user: the row number is used as the timestamp.
         rating_col: optional explicit-feedback column, needed for `min_rating` filtering.
@@ -388,6 +398,48 @@ def read_interactions(
                     format="parquet" if format == "parquet" else "csv")
 
 
+def _read_csv_ids_as_text(path: str, sep: str, id_columns, gzipped: bool) -> pd.DataFrame:
+    """A CSV whose id columns are parsed as text, never as numbers (`"007"` stays `"007"`).
+
+    With pyarrow installed the ids are dictionary-encoded as they are read (one string per
+    distinct id: fast and small on long logs); otherwise pandas reads them as `str`.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+    except ImportError:  # pragma: no cover - pyarrow is a test dependency
+        return pd.read_csv(path, sep=sep, dtype={c: str for c in id_columns},
+                           compression="gzip" if gzipped else None)
+    try:
+        with pa.input_stream(path, compression="gzip" if gzipped else None) as stream:
+            table = pacsv.read_csv(
+                stream, parse_options=pacsv.ParseOptions(delimiter=sep),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in id_columns}),
+            )
+    except pa.ArrowInvalid as error:
+        text = str(error)
+        if "Empty CSV file" in text:
+            raise pd.errors.EmptyDataError(text) from None
+        if "UTF8" in text or "utf8" in text.lower():
+            raise ValueError(f"{path!r} is not UTF-8 text; convert it to UTF-8 first.") \
+                from None
+        raise pd.errors.ParserError(text.splitlines()[0]) from None
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in id_columns:
+            encoded = column.dictionary_encode().combine_chunks()
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            columns[name] = pd.Categorical.from_codes(
+                codes.astype(np.int64), categories=pd.Index(encoded.dictionary.to_pylist(),
+                                                             dtype=object))
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns)
+
+
 def _base_name(path: str) -> str:
     return os.path.basename(path).split(".")[0]
 
@@ -428,8 +480,7 @@ def read_log(
         if b"\x00" in head:
             raise ValueError(f"{path!r} is a binary file, not a CSV log.")
         try:
-            df = pd.read_csv(path, sep=sep, dtype={user_col: str, item_col: str},
-                             compression="gzip" if gzipped else None)
+            df = _read_csv_ids_as_text(path, sep, (user_col, item_col), gzipped)
         except pd.errors.EmptyDataError:
             raise ValueError(f"{path!r} is empty: it holds no interactions.") from None
         except UnicodeDecodeError as error:
