@@ -450,9 +450,10 @@ def fit_recommender(
                 print(f"Resuming from {checkpoint_dir} after epoch {initial_epoch} "
                       f"(best val_{validation_metric} {validation.best:.4f} at epoch "
                       f"{validation.best_epoch + 1}).")
-            stalled = initial_epoch - 1 - validation.best_epoch >= early_stopping_patience
-            if stalled or initial_epoch >= epochs:
-                initial_epoch = epochs  # nothing left to train: only restore below
+            if initial_epoch - 1 - validation.best_epoch >= early_stopping_patience:
+                validation.stopped = True  # it had early-stopped: nothing left to train
+                initial_epoch = epochs
+            initial_epoch = min(initial_epoch, epochs)
     train, steps = as_fit_input(batches)
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
