@@ -353,10 +353,11 @@ def detect_format(path: PathLike) -> str:
         else:
             content = "sequences"
     if by_name is not None and by_name != content:
+        looks = ("a `user item ...` sequence file" if content == "sequences"
+                 else f"a {content} file")
         raise ValueError(
-            f"{path!r} is named like a {by_name} file but its content looks like "
-            f"{'a ' + content + ' file' if content != 'sequences' else 'a `user item ...` sequence file'}"
-            f"; pass format='{by_name}' or format='{content}' (CLI: --format) to say which."
+            f"{path!r} is named like a {by_name} file but its content looks like {looks}; "
+            f"pass format='{by_name}' or format='{content}' (CLI: --format) to say which."
         )
     return content
 
