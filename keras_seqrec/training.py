@@ -187,7 +187,6 @@ class _Checkpoint(keras.callbacks.Callback):
         self.timer.times = list(state["epoch_seconds"])
         self.history = state["history"]
         self.epoch = state["epoch"]
-        self._files = {state["variables"], state.get("best_weights")}
         return True
 
     def _write(self, name: str, arrays: dict) -> None:
