@@ -354,3 +354,24 @@ def test_infinite_timestamps_are_named_not_an_overflow():
     df = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 3], "timestamp": [1.0, np.inf, 2.0]})
     with pytest.raises(ValueError, match=r"infinite .*\(first at row 1"):
         from_dataframe(df)
+
+
+@pytest.mark.parametrize("name", ["ml-latest-small", "ml-100k", "amazon-beauty", "ml-1m"])
+def test_benchmark_datasets_have_no_repeat_targets_or_duplicate_rows(name):
+    # The README relies on this: masking the whole history (a repeat target is a miss) and
+    # dropping duplicate rows leave every committed benchmark result as it was.
+    from keras_seqrec.evaluation import repeat_targets
+
+    if name == "ml-latest-small":
+        log = datasets.load(name)
+    elif name == "ml-100k":
+        log = datasets.load(name, data_dir=shared_path("ml-100k"), download=False)
+    elif name == "amazon-beauty":
+        log = read_sequences(shared_path("amazon-beauty", "Beauty.txt"))
+    else:
+        log = read_sequences(shared_path("ml-1m", "ml-1m.txt.gz"))
+    movielens = dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5)
+    data = prepare(log, max_len=50, **(movielens if name.startswith("ml-") and name != "ml-1m"
+                                       else {}))
+    assert data.describe()["duplicates_dropped"] == 0
+    assert not repeat_targets(data.validation).any() and not repeat_targets(data.test).any()
