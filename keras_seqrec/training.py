@@ -122,6 +122,27 @@ def dataset_fingerprint(data: SequenceDataset) -> str:
     return _digest(parts)
 
 
+def _run_fingerprint(model: keras.Model, data: SequenceDataset, settings: dict) -> dict:
+    """What must match for a checkpoint to be resumed: the model's name, architecture and
+    initial weights, the data, and the training `settings`. A mismatch names the keys that
+    differ."""
+    def text_digest(value) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()
+                              ).hexdigest()[:16]
+
+    return {
+        "model": model.name,
+        "architecture": text_digest(model.get_config()),
+        "initial_weights": _digest(model.get_weights()),
+        "data": dataset_fingerprint(data),
+        "training": json.dumps(settings, sort_keys=True, default=str),
+    }
+
+
+def _is_state_file(name: str) -> bool:
+    return name == "state.json" or name.endswith((".npz", ".tmp"))
+
+
 class _Checkpoint(keras.callbacks.Callback):
     """Everything a faithful resume needs, saved atomically at the end of every epoch.
 
@@ -226,7 +247,7 @@ class _Checkpoint(keras.callbacks.Callback):
         self.epoch = epoch
         keep = {variables, state["best_weights"], "state.json"}
         for name in os.listdir(self.directory):
-            if name not in keep and (name.endswith(".npz") or name.endswith(".tmp")):
+            if name not in keep and _is_state_file(name):
                 os.remove(os.path.join(self.directory, name))
 
     def clear(self) -> None:
@@ -234,19 +255,18 @@ class _Checkpoint(keras.callbacks.Callback):
         if not os.path.isdir(self.directory):
             return
         for name in os.listdir(self.directory):
-            if name == "state.json" or name.endswith((".npz", ".tmp")):
+            if _is_state_file(name):
                 os.remove(os.path.join(self.directory, name))
         if not os.listdir(self.directory):
             os.rmdir(self.directory)
 
 
-def _check_positive(name: str, value, integer: bool = False, minimum: float = 0.0) -> None:
+def _check_positive(name: str, value, integer: bool = False) -> None:
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(
         value, (int, float, np.integer, np.floating))
-    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or value <= minimum:
-        kind = "an integer" if integer else "a finite number"
-        bound = f">= {int(minimum) + 1}" if integer else f"> {minimum:g}"
-        raise ValueError(f"`{name}` must be {kind} {bound}; got {value!r}.")
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or value <= 0:
+        kind = "an integer >= 1" if integer else "a finite number > 0"
+        raise ValueError(f"`{name}` must be {kind}; got {value!r}.")
 
 
 def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
@@ -375,14 +395,14 @@ def fit_recommender(
     ['loss', 'val_coverage@10', 'val_hr@10']
     """
     loss = copy.copy(get_loss(loss))  # set up below: never change the caller's object
-    if optimizer is not None and learning_rate is not None and not np.isclose(
-            float(keras.ops.convert_to_numpy(optimizer.learning_rate)), learning_rate):
-        raise ValueError(
-            f"`learning_rate`={learning_rate:g} differs from the optimizer's own "
-            f"({float(keras.ops.convert_to_numpy(optimizer.learning_rate)):g}); pass one.")
+    own_rate = (None if optimizer is None
+                else float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    if own_rate is not None and learning_rate is not None and not np.isclose(own_rate,
+                                                                             learning_rate):
+        raise ValueError(f"`learning_rate`={learning_rate:g} differs from the optimizer's own "
+                         f"({own_rate:g}); pass one.")
     if learning_rate is None:
-        learning_rate = (1e-3 if optimizer is None else
-                         float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        learning_rate = 1e-3 if own_rate is None else own_rate
     check_training_arguments(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         early_stopping_patience=early_stopping_patience, time_limit=time_limit,
@@ -426,22 +446,15 @@ def fit_recommender(
     initial_epoch = 0
     checkpoint = None
     if checkpoint_dir:
-        fingerprint = {
-            "model": model.name,
-            "architecture": hashlib.sha256(json.dumps(
-                model.get_config(), sort_keys=True, default=str).encode()).hexdigest()[:16],
-            "initial_weights": _digest(model.get_weights()),
-            "data": dataset_fingerprint(data),
-            "training": json.dumps({
-                "seed": seed, "batch_size": batch_size, "loss": loss.get_config(),
-                "optimizer": {k: v for k, v in optimizer.get_config().items() if k != "name"},
-                "validation_metric": validation_metric,
-                "early_stopping_patience": early_stopping_patience,
-                "exclude_seen": bool(exclude_seen), "restore_best": bool(restore_best),
-            }, sort_keys=True, default=str),
+        settings = {
+            "seed": seed, "batch_size": batch_size, "loss": loss.get_config(),
+            "optimizer": {k: v for k, v in optimizer.get_config().items() if k != "name"},
+            "validation_metric": validation_metric,
+            "early_stopping_patience": early_stopping_patience,
+            "exclude_seen": bool(exclude_seen), "restore_best": bool(restore_best),
         }
-        checkpoint = _Checkpoint(os.fspath(checkpoint_dir), fingerprint, train_model,
-                                 validation, timer)
+        checkpoint = _Checkpoint(os.fspath(checkpoint_dir), _run_fingerprint(
+            model, data, settings), train_model, validation, timer)
         if checkpoint.load():
             initial_epoch = checkpoint.epoch + 1
             batches.start_at_epoch(initial_epoch)

@@ -367,9 +367,9 @@ def prepare(
 
 def _leave_one_out(full: Sequences, users: np.ndarray, last_session=None):
     lengths = full.lengths
-    splittable = lengths >= 3
-    if last_session is not None:  # sessions: only a user's last one holds targets
-        splittable &= last_session
+    # The rows that may hold targets: every user's, or with sessions each user's last one.
+    candidates = np.ones(len(lengths), bool) if last_session is None else last_session
+    splittable = candidates & (lengths >= 3)
     # Short users train on everything and are evaluated nowhere (documented rule).
     train = full.head(np.where(splittable, lengths - 2, lengths))
     rows = np.flatnonzero(splittable)
@@ -386,10 +386,9 @@ def _leave_one_out(full: Sequences, users: np.ndarray, last_session=None):
         "train_interactions": int(len(train.values)),
         "validation_examples": len(validation),
         "test_examples": len(test),
-        "users_too_short_to_split": int((~splittable).sum()),
+        "users_too_short_to_split": int((candidates & ~splittable).sum()),
     }
     if last_session is not None:
-        info["users_too_short_to_split"] = int((last_session & ~splittable).sum())
         info["earlier_sessions_in_training"] = int((~last_session).sum())
     return train, validation, test, info
 

@@ -160,10 +160,6 @@ class SampledBatches(keras.utils.PyDataset):
             negatives = self.sampler.sample(x.shape + (self.num_negatives,), rng)
         return {"item_ids": x, "targets": y, "negatives": negatives}, y
 
-    @property
-    def epoch(self) -> int:
-        return self.batches.epoch
-
     def start_at_epoch(self, epoch: int) -> None:
         self.batches.start_at_epoch(epoch)
 

@@ -276,9 +276,9 @@ def _open_bytes(path: str, size: int) -> tuple[bytes, bool]:
             from None
 
 
-def _check_file(path: str) -> None:
+def _check_file(path: str, what: str = "interaction log") -> None:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No interaction log at {path!r}.")
+        raise FileNotFoundError(f"No {what} at {path!r}.")
     if os.path.isdir(path):
         raise IsADirectoryError(
             f"{path!r} is a directory; pass the log file inside it (for a MovieLens release "
@@ -336,8 +336,7 @@ def detect_format(path: PathLike) -> str:
                     "another encoding. Convert it to UTF-8 first."
                 ) from None
             text = head[:error.start].decode("utf-8")
-        lines = [line for line in text.splitlines() if line.strip()][:20]
-        first = lines[0]
+        first = next(line for line in text.splitlines() if line.strip())
         if "," in first:
             content = "csv"
         elif "\t" in first and not all(_CANONICAL_INT.fullmatch(t.strip(ID_WHITESPACE))
@@ -390,8 +389,6 @@ def read_interactions(
         format = detect_format(path)
     elif format not in FORMATS:
         raise ValueError(f"`format` must be one of {FORMATS}; got {format!r}.")
-    else:
-        _check_file(path)
     if format == "sequences":
         return read_sequences(path, name=name)
     return read_log(path, user_col=user_col, item_col=item_col, time_col=time_col,
@@ -471,13 +468,12 @@ def read_log(
     """
     path = os.fspath(path)
     _check_file(path)
+    head, gzipped = _open_bytes(path, _SNIFF_BYTES)
     if format is None:
-        head, _ = _open_bytes(path, 4)
         format = "parquet" if head.startswith(b"PAR1") else "csv"
     if format == "parquet":
         df = pd.read_parquet(path)
     else:
-        head, gzipped = _open_bytes(path, _SNIFF_BYTES)
         if b"\x00" in head:
             raise ValueError(f"{path!r} is a binary file, not a CSV log.")
         try:
@@ -522,9 +518,7 @@ def read_sequences(path: PathLike, *, name: Optional[str] = None) -> Interaction
     [5, 6, 7, 6, 7]
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No sequence file at {path!r}.")
-    _check_file(path)
+    _check_file(path, "sequence file")
     import gzip
 
     _, gzipped = _open_bytes(path, 4)
