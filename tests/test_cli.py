@@ -218,24 +218,15 @@ def test_no_traceback_for_a_run_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 KILLED_TRAIN = """
-import os, signal, sys
-import keras
+import sys
 from keras_seqrec import cli, training
+from keras_seqrec.testing import SigkillAt
 
 plain = training.fit_recommender
 
 
-class KillDuringSecondEpoch(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1 and batch == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def killing(*args, **kwargs):
-    kwargs["callbacks"] = [*kwargs.get("callbacks", ()), KillDuringSecondEpoch()]
+def killing(*args, **kwargs):  # a kill -9 in epoch 2 of 3
+    kwargs["callbacks"] = [*kwargs.get("callbacks", ()), SigkillAt(epoch=1, batch=3)]
     return plain(*args, **kwargs)
 
 

@@ -142,10 +142,10 @@ def test_a_checkpoint_of_another_run_is_refused_not_resumed(toy_data, tmp_path):
 
 
 RESUME_SCRIPT = """
-import json, os, signal, sys
+import json, sys
 import keras, numpy as np
 import keras_seqrec as ks
-from keras_seqrec.testing import deterministic_log
+from keras_seqrec.testing import SigkillAt, deterministic_log
 
 mode, ckpt, out = sys.argv[1:4]
 data = ks.prepare(deterministic_log(num_users=200, num_items=20, length=10), max_len=8)
@@ -156,22 +156,13 @@ model = ks.build_model(sys.argv[4], data.num_items, data.max_len,
                        **{k: v for k, v in wanted.items() if k in accepted})
 
 
-class KillDuringSecondEpoch(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1 and batch == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 loss = ks.losses.get_loss(sys.argv[5])
 if getattr(loss, "sampled", False):
     loss = type(loss)(**{**loss.get_config(), "num_negatives": 8})
 history = ks.fit_recommender(
     model, data, epochs=3, batch_size=32, learning_rate=1e-2, checkpoint_dir=ckpt,
     early_stopping_patience=5, verbose=0, loss=loss,
-    callbacks=[KillDuringSecondEpoch()] if mode == "kill" else [])
+    callbacks=[SigkillAt(epoch=1, batch=2)] if mode == "kill" else [])  # in epoch 2 of 3
 np.savez(out + ".npz", *model.get_weights())
 test = ks.evaluate_recommender(model, data, "test", ks=[10])
 with open(out + ".json", "w") as f:
