@@ -101,6 +101,27 @@ class SoftmaxCrossEntropy(PositionLoss):
         return self.reduce_positions(per_position, y_true)
 
 
+@keras.saving.register_keras_serializable(package="keras_seqrec")
+class PositionLossValues(PositionLoss):
+    """Reduce per-position loss values that the model already computed, `(batch, length)`.
+
+    What `fit_recommender` compiles a fused training model with (see
+    `training.full_softmax_training_model`): `y_pred` is the loss at every position, and this
+    averages it over the real ones exactly as the loss it stands for would.
+
+    Example:
+
+    >>> round(float(PositionLossValues()(ops.array([[0, 4]]), ops.array([[9.0, 2.0]]))), 4)
+    2.0
+    """
+
+    def __init__(self, name: str = "softmax_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return self.reduce_positions(ops.cast(y_pred, "float32"), y_true)
+
+
 class _SampledLoss(PositionLoss):
     """Base of the sampled losses: how `fit_recommender` should draw negatives.
 

@@ -176,3 +176,79 @@ def test_a_reloaded_gbce_keeps_its_calibration():
     clone = keras.losses.deserialize(keras.losses.serialize(gbce))
     assert clone.beta == pytest.approx(0.6)
     assert value(clone, Y, S) == pytest.approx(value(gbce, Y, S), rel=1e-6)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_fused_full_softmax_equals_the_loss_on_the_logits_with_its_gradients(tied):
+    """The default training path never builds the logits; its loss and every gradient must be
+    those of `SoftmaxCrossEntropy` on the model's logits (padded targets included)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_seqrec.training import full_softmax_training_model
+
+    keras.utils.set_random_seed(3)
+    model = ks.build_model("sasrec", 30, 7, embedding_dim=8, tie_embeddings=tied)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 31, size=(5, 7)).astype("int32")
+    y = rng.integers(1, 31, size=(5, 7)).astype("int32")
+    y[:2, :3] = 0
+    reference = losses.SoftmaxCrossEntropy(positions_per_batch=20.0)
+    fused = losses.PositionLossValues(positions_per_batch=20.0)
+    train_model = full_softmax_training_model(model)
+    results = []
+    for forward, loss in ((lambda: model(x, training=False), reference),
+                          (lambda: train_model({"item_ids": x, "targets": y},
+                                               training=False), fused)):
+        with tf.GradientTape() as tape:
+            value_ = loss(y, forward())
+        grads = tape.gradient(value_, model.trainable_variables)
+        # None: a variable the untied head never reads (the embedding's own output bias).
+        results.append([value_.numpy()] + [None if g is None else tf.convert_to_tensor(g).numpy()
+                                           for g in grads])
+    # The same variables in the same order: a checkpoint of either resumes into the other.
+    assert [v.path for v in train_model.variables] == [v.path for v in model.variables]
+    for want, got in zip(*results):
+        assert (want is None) == (got is None)
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_cross_entropy_rows_over_chunk_boundaries_and_padding():
+    from keras_seqrec.layers.item_embedding import softmax_cross_entropy_rows
+
+    rng = np.random.default_rng(1)
+    hidden = rng.normal(size=(11, 4)).astype("float32")
+    kernel = rng.normal(size=(6, 4)).astype("float32")
+    bias = rng.normal(size=6).astype("float32")
+    targets = np.array([1, 2, 0, 5, 3, 3, 4, 0, 1, 2, 5])
+    logits = hidden @ kernel.T + bias
+    logits[:, 0] = -np.inf  # the padding column is never a candidate
+    top = logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    want = np.where(targets > 0, lse - logits[np.arange(11), targets], 0.0)
+    for chunk in (1, 4, 11, 64):  # 11 rows: partial last chunk, one chunk, more than all
+        got = ops.convert_to_numpy(softmax_cross_entropy_rows(hidden, kernel, bias, targets,
+                                                              chunk_size=chunk))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_recommender_trains_the_default_softmax_through_the_fused_model(ml_small_data):
+    from keras_seqrec.training import training_setup
+
+    model = ks.build_model("gru", ml_small_data.num_items, ml_small_data.max_len,
+                           embedding_dim=8, hidden_dim=8)
+    train_model, batches, loss = training_setup(model, ml_small_data,
+                                                losses.SoftmaxCrossEntropy())
+    assert train_model.output_shape == (None, None)  # per-position losses, no logits
+    assert isinstance(loss, losses.PositionLossValues)
+    x, y = batches[0]
+    assert set(x) == {"item_ids", "targets"} and (x["targets"] == y).all()
+    assert loss.positions_per_batch == batches.positions_per_batch
+
+    class Squared(losses.SoftmaxCrossEntropy):  # its own maths: must see the real logits
+        def call(self, y_true, y_pred):
+            return super().call(y_true, y_pred) ** 2
+
+    train_model, _, loss = training_setup(model, ml_small_data, Squared())
+    assert train_model is model and isinstance(loss, Squared)

@@ -167,6 +167,33 @@ class SampledBatches(keras.utils.PyDataset):
         self.batches.on_epoch_end()
 
 
+class TargetBatches(keras.utils.PyDataset):
+    """`BucketedBatches` with the targets among the inputs, for a model that computes its own
+    loss (`training.full_softmax_training_model`): yields `({"item_ids", "targets"}, targets)`.
+    """
+
+    def __init__(self, batches: BucketedBatches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    @property
+    def positions_per_batch(self) -> float:
+        return self.batches.positions_per_batch
+
+    def __getitem__(self, index):
+        x, y = self.batches[index]
+        return {"item_ids": x, "targets": y}, y
+
+    def start_at_epoch(self, epoch: int) -> None:
+        self.batches.start_at_epoch(epoch)
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
 def as_fit_input(batches):
     """`(x, steps_per_epoch)` for `model.fit`: the batches themselves, or on the TensorFlow
     backend a repeated `tf.data` generator over them that declares variable shapes (Keras

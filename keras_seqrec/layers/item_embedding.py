@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+_NEG = -1e9  # the score of what must never be chosen: padding, masked candidates
+
 
 def score_candidates(hidden, table, bias, candidates):
     """Scores of candidate items only, never the whole catalogue.
@@ -32,7 +34,92 @@ def mask_padding_logits(logits):
     logits = ops.cast(logits, "float32")
     width = ops.shape(logits)[-1]
     is_padding = ops.equal(ops.arange(width), 0)
-    return ops.where(is_padding, ops.cast(-1e9, "float32"), logits)
+    return ops.where(is_padding, ops.cast(_NEG, "float32"), logits)
+
+
+def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 512):
+    """Per-row full-softmax cross-entropy against every item, never holding all the logits.
+
+    `hidden` `(n, d)`, `kernel` `(num_items + 1, d)`, `bias` `(num_items + 1,)` or None,
+    `targets` `(n,)` item indices. Returns `(n,)` float32: `logsumexp(logits) - logits[target]`
+    with `logits = hidden @ kernel.T + bias` and the padding column 0 excluded from the
+    softmax; rows whose target is 0 (padding) get 0. Rows are processed `chunk_size` at a time
+    and the backward pass recomputes each chunk's logits instead of keeping them, so the
+    `(n, num_items + 1)` matrix never exists: one ML-1M batch would need 0.3 GiB for it, and
+    every pass over that matrix costs more than the arithmetic on 2 CPU cores. The result and
+    its gradients equal `sparse_categorical_crossentropy` on `mask_padding_logits(logits)`
+    to float32 round-off.
+
+    Example:
+
+    >>> rows = softmax_cross_entropy_rows(ops.zeros((2, 4)), ops.ones((3, 4)), None,
+    ...                                   ops.array([1, 0]))
+    >>> [round(float(v), 4) for v in ops.convert_to_numpy(rows)]  # log(2), then padding
+    [0.6931, 0.0]
+    """
+    hidden = ops.cast(hidden, "float32")
+    kernel = ops.cast(kernel, "float32")
+    width = ops.shape(kernel)[0]
+    if bias is None:
+        bias = ops.zeros((width,), "float32")
+    # The bias rides along as one more column, and the padding column's bias is -1e9.
+    bias = ops.where(ops.equal(ops.arange(width), 0), ops.cast(_NEG, "float32"),
+                     ops.cast(bias, "float32"))
+    kernel = ops.concatenate([kernel, ops.expand_dims(bias, -1)], axis=-1)
+    targets = ops.cast(targets, "int32")
+    n = ops.shape(hidden)[0]
+    chunks = (n + chunk_size - 1) // chunk_size
+    pad = chunks * chunk_size - n
+    hidden = ops.concatenate([hidden, ops.ones((n, 1), "float32")], axis=-1)
+    hidden = ops.pad(hidden, [[0, pad], [0, 0]])
+    padded_targets = ops.pad(targets, [[0, pad]])
+    real = ops.cast(ops.not_equal(padded_targets, 0), "float32")
+
+    @ops.custom_gradient
+    def cross_entropy(hidden, kernel):
+        blocks = ops.reshape(hidden, (chunks, chunk_size, -1))
+        lse = ops.reshape(ops.map(
+            lambda h: ops.logsumexp(ops.matmul(h, ops.transpose(kernel)), axis=-1), blocks),
+            (-1,))
+        target_vectors = ops.take(kernel, padded_targets, axis=0)
+        loss = (lse - ops.sum(hidden * target_vectors, axis=-1)) * real
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            scale = ops.cast(upstream, "float32") * real  # (rows,)
+
+            lse_blocks = ops.reshape(lse, (chunks, chunk_size, 1))
+            scale_blocks = ops.reshape(scale, (chunks, chunk_size, 1))
+
+            def block(i, carry):
+                grad_h, grad_k = carry
+                h = blocks[i]
+                p = ops.exp(ops.matmul(h, ops.transpose(kernel)) - lse_blocks[i])
+                p = p * scale_blocks[i]
+                grad_h = ops.slice_update(grad_h, (i, 0, 0),
+                                          ops.expand_dims(ops.matmul(p, kernel), 0))
+                return grad_h, grad_k + ops.matmul(ops.transpose(p), h)
+
+            grad_h, grad_k = ops.fori_loop(0, chunks, block, (ops.zeros_like(blocks),
+                                                              ops.zeros_like(kernel)))
+            grad_h = ops.reshape(grad_h, ops.shape(hidden)) - target_vectors * scale[:, None]
+            grad_k = grad_k - ops.segment_sum(hidden * scale[:, None], padded_targets,
+                                              num_segments=width)
+            return grad_h, grad_k
+
+        return loss, grad
+
+    return cross_entropy(hidden, kernel)[:n]
+
+
+def position_cross_entropy(hidden, kernel, bias, targets):
+    """`softmax_cross_entropy_rows` for hidden states `(batch, length, d)` and targets
+    `(batch, length)`: `(batch, length)` losses, 0 where the target is padding."""
+    shape = ops.shape(targets)
+    rows = softmax_cross_entropy_rows(ops.reshape(hidden, (-1, ops.shape(hidden)[-1])),
+                                      kernel, bias, ops.reshape(targets, (-1,)))
+    return ops.reshape(rows, shape)
 
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
@@ -57,6 +144,9 @@ class ItemEmbedding(keras.layers.Layer):
         reverse: bool, score instead of look up.
         candidates: with `reverse=True`, score only these item indices (see
             `score_candidates`); used by the sampled losses.
+        targets: with `reverse=True`, return the full-softmax cross-entropy of these
+            `(batch, length)` targets instead of the logits (`position_cross_entropy`): what
+            `fit_recommender` trains the default loss with, without materialising the logits.
 
     Example:
 
@@ -87,9 +177,12 @@ class ItemEmbedding(keras.layers.Layer):
             )
         self.built = True
 
-    def call(self, inputs, reverse: bool = False, candidates=None, mask=None):
+    def call(self, inputs, reverse: bool = False, candidates=None, targets=None, mask=None):
         # `mask` (from upstream Keras masking) is accepted and not propagated: padding is
         # handled by explicit masks in the models.
+        if reverse and targets is not None:
+            bias = self.output_bias if self.use_output_bias else None
+            return position_cross_entropy(inputs, self.embeddings, bias, targets)
         if reverse and candidates is not None:
             kernel = ops.cast(self.embeddings, self.compute_dtype)
             bias = self.output_bias if self.use_output_bias else None
@@ -109,7 +202,10 @@ class ItemEmbedding(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, reverse: bool = False, candidates=None, mask=None):
+    def compute_output_spec(self, inputs, reverse: bool = False, candidates=None,
+                            targets=None, mask=None):
+        if reverse and targets is not None:
+            return keras.KerasTensor(tuple(targets.shape), dtype="float32")
         if reverse and candidates is not None:
             num = candidates.shape[-1]
             return keras.KerasTensor(tuple(inputs.shape[:-1]) + (num,), dtype="float32")
@@ -149,7 +245,10 @@ class ItemScores(keras.layers.Layer):
         self.dense.build(input_shape)
         self.built = True
 
-    def call(self, inputs, candidates=None, mask=None):
+    def call(self, inputs, candidates=None, targets=None, mask=None):
+        if targets is not None:  # see ItemEmbedding: the loss without the logits
+            return position_cross_entropy(inputs, ops.transpose(self.dense.kernel),
+                                          self.dense.bias, targets)
         if candidates is not None:
             kernel = ops.transpose(ops.cast(self.dense.kernel, self.compute_dtype))
             return score_candidates(inputs, kernel, self.dense.bias, candidates)
@@ -158,7 +257,9 @@ class ItemScores(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, candidates=None, mask=None):
+    def compute_output_spec(self, inputs, candidates=None, targets=None, mask=None):
+        if targets is not None:
+            return keras.KerasTensor(tuple(targets.shape), dtype="float32")
         width = self.num_items + 1 if candidates is None else candidates.shape[-1]
         return keras.KerasTensor(tuple(inputs.shape[:-1]) + (width,), dtype="float32")
 
