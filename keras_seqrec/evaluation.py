@@ -230,8 +230,15 @@ def evaluate_recommender(
     rng = np.random.default_rng(seed)
     ranks = np.empty(n, dtype=np.int64)
     covered = {k: np.zeros(data.vocabulary.size, dtype=bool) for k in ks}
+    # A Keras model scores examples of similar history lengths together, so each batch is
+    # trimmed to its own longest history (`KerasScorer`) and few padded positions are
+    # computed. Other scorers, and sampled ranking (its random draws follow the split's
+    # order), see the examples in the split's order.
+    by_length = isinstance(scorer, KerasScorer) and num_negatives is None
+    order = (np.argsort((inputs != 0).sum(axis=1), kind="stable") if by_length
+             else np.arange(n))
     for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n))
+        rows = order[start:start + batch_size]
         targets = eval_split.targets[rows]
         scores = finite_scores(scorer.score(inputs[rows]))
         if scores.shape != (len(rows), data.vocabulary.size):

@@ -213,3 +213,25 @@ def test_eval_split_helpers():
     split = EvalSplit("test", np.array([1]), Sequences.from_lists([[1, 2, 3]]), np.array([4]))
     assert split.inputs(2).tolist() == [[2, 3]]
     assert len(split) == 1
+
+
+def test_a_keras_model_scored_in_length_order_gets_each_example_its_own_rank(ml_small_data):
+    """Examples are batched by history length for speed; every rank must still be the rank of
+    that example's own target, as scoring the split in order gives."""
+    import keras
+
+    from keras_seqrec.models.common import last_position_model
+
+    data = ml_small_data
+    keras.utils.set_random_seed(0)
+    model = ks.build_model("sasrec", data.num_items, data.max_len, embedding_dim=8)
+    split = data.split("validation")
+    inputs = split.inputs(data.max_len)
+    assert len(set((inputs != 0).sum(axis=1))) > 5  # lengths differ: the order changes
+    scores = np.asarray(last_position_model(model).predict(inputs, verbose=0))
+    scores = mask_seen(scores, split.history)
+    want = ranking_metrics(target_ranks(scores, split.targets), [1, 10, 50])
+    got = evaluate_recommender(model, data, "validation", ks=[1, 10, 50], exclude_seen=True,
+                               batch_size=64)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
