@@ -501,8 +501,9 @@ def training_setup(model: keras.Model, data: SequenceDataset, loss, *, batch_siz
 
     `loss` (a copy the caller owns) gets `positions_per_batch` of these batches, and a
     sampled loss its catalogue size. The full softmax trains through
-    `full_softmax_training_model` (same values and gradients, about a third less time, far
-    less memory); sampled losses through `sampled_training_model`. Returns
+    `full_softmax_training_model` (same values and gradients; on ML-1M SASRec a fifth to a
+    third less time per epoch and no catalogue-wide tensor, `benchmarks/SPEED.md`); sampled
+    losses through `sampled_training_model`. Returns
     `(train_model, batches, compile_loss)`; `train_model` shares every weight with `model`.
     `fit_recommender` and `benchmarks/profile_epoch.py` both use it.
     """

@@ -45,8 +45,8 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     with `logits = hidden @ kernel.T + bias` and the padding column 0 excluded from the
     softmax; rows whose target is 0 (padding) get 0. Rows are processed `chunk_size` at a time
     and the backward pass recomputes each chunk's logits instead of keeping them, so the
-    `(n, num_items + 1)` matrix never exists: one ML-1M batch would need 0.3 GiB for it, and
-    every pass over that matrix costs more than the arithmetic on 2 CPU cores. The result and
+    `(n, num_items + 1)` matrix never exists (one ML-1M batch would need 0.33 GiB for it;
+    on 2 CPU cores the passes over it cost as much as the matrix products). The result and
     its gradients equal `sparse_categorical_crossentropy` on `mask_padding_logits(logits)`
     to float32 round-off.
 
