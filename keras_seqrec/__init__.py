@@ -4,11 +4,6 @@ import os as _os
 
 # Quiet TensorFlow C++ start-up chatter unless the user asked for it.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Use oneDNN's CPU kernels. TensorFlow turns them on by itself only on CPUs with AVX512-VNNI
-# or newer; elsewhere (AVX2 machines, AMD EPYC) its default Eigen kernels made an ML-1M SASRec
-# epoch 1.5 times slower (benchmarks/SPEED.md). Takes effect only if TensorFlow is not
-# imported yet; set TF_ENABLE_ONEDNN_OPTS=0 to keep TensorFlow's default.
-_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras as _keras  # noqa: E402
 
