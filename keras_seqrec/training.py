@@ -433,6 +433,10 @@ def fit_recommender(
                                                       seed=seed)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate)
     train_model.compile(optimizer=optimizer, loss=train_loss)
+    if train_model is not model and not getattr(loss, "sampled", False):
+        # Trained through the fused model; the zoo model is compiled as the docstring says,
+        # so `model.evaluate(x, y)` and `model.loss` work as before (same optimizer object).
+        model.compile(optimizer=optimizer, loss=loss)
     validation = RankingValidation(
         data, model=model, metric=validation_metric, patience=early_stopping_patience,
         restore_best=restore_best, exclude_seen=exclude_seen, verbose=verbose,
