@@ -433,7 +433,7 @@ def fit_recommender(
                                                       seed=seed)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate)
     train_model.compile(optimizer=optimizer, loss=train_loss)
-    if train_model is not model and not getattr(loss, "sampled", False):
+    if isinstance(train_loss, PositionLossValues):
         # Trained through the fused model; the zoo model is compiled as the docstring says,
         # so `model.evaluate(x, y)` and `model.loss` work as before (same optimizer object).
         model.compile(optimizer=optimizer, loss=loss)

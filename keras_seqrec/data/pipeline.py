@@ -127,46 +127,6 @@ class BucketedBatches(keras.utils.PyDataset):
         self._plan()
 
 
-class SampledBatches(keras.utils.PyDataset):
-    """`BucketedBatches` plus sampled negatives, for the sampled losses.
-
-    Yields `({"item_ids", "targets", "negatives"}, targets)`. Shared negatives are one draw of
-    `num_negatives` items per batch, repeated on every row `(batch, n)`; per-position negatives
-    are `(batch, length, n)`. The draw for a batch depends only on the sampler's seed, the
-    epoch and the batch's index, so a resumed run draws what an uninterrupted one would.
-    """
-
-    def __init__(self, batches: BucketedBatches, sampler, num_negatives: int,
-                 shared: bool = True):
-        super().__init__()
-        self.batches = batches
-        self.sampler = sampler
-        self.num_negatives = int(num_negatives)
-        self.shared = shared
-
-    def __len__(self):
-        return len(self.batches)
-
-    @property
-    def positions_per_batch(self) -> float:
-        return self.batches.positions_per_batch
-
-    def __getitem__(self, index):
-        x, y = self.batches[index]
-        rng = np.random.default_rng([self.sampler.seed, self.batches.epoch, index])
-        if self.shared:
-            negatives = np.tile(self.sampler.sample(self.num_negatives, rng), (len(x), 1))
-        else:
-            negatives = self.sampler.sample(x.shape + (self.num_negatives,), rng)
-        return {"item_ids": x, "targets": y, "negatives": negatives}, y
-
-    def start_at_epoch(self, epoch: int) -> None:
-        self.batches.start_at_epoch(epoch)
-
-    def on_epoch_end(self):
-        self.batches.on_epoch_end()
-
-
 class TargetBatches(keras.utils.PyDataset):
     """`BucketedBatches` with the targets among the inputs, for a model that computes its own
     loss (`training.full_softmax_training_model`): yields `({"item_ids", "targets"}, targets)`.
@@ -192,6 +152,33 @@ class TargetBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.batches.on_epoch_end()
+
+
+class SampledBatches(TargetBatches):
+    """`TargetBatches` plus sampled negatives, for the sampled losses.
+
+    Yields `({"item_ids", "targets", "negatives"}, targets)`. Shared negatives are one draw of
+    `num_negatives` items per batch, repeated on every row `(batch, n)`; per-position negatives
+    are `(batch, length, n)`. The draw for a batch depends only on the sampler's seed, the
+    epoch and the batch's index, so a resumed run draws what an uninterrupted one would.
+    """
+
+    def __init__(self, batches: BucketedBatches, sampler, num_negatives: int,
+                 shared: bool = True):
+        super().__init__(batches)
+        self.sampler = sampler
+        self.num_negatives = int(num_negatives)
+        self.shared = shared
+
+    def __getitem__(self, index):
+        inputs, y = super().__getitem__(index)
+        rng = np.random.default_rng([self.sampler.seed, self.batches.epoch, index])
+        if self.shared:
+            negatives = np.tile(self.sampler.sample(self.num_negatives, rng), (len(y), 1))
+        else:
+            negatives = self.sampler.sample(y.shape + (self.num_negatives,), rng)
+        inputs["negatives"] = negatives
+        return inputs, y
 
 
 def as_fit_input(batches):
