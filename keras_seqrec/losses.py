@@ -17,12 +17,12 @@ from typing import Optional
 import keras
 from keras import ops
 
-_NEG = -1e9
+from keras_seqrec.layers.item_embedding import MASKED_SCORE
 
 
 def _valid_negatives(scores):
     """1.0 where a negative's score is a real score, 0.0 where it was masked (accidental hit)."""
-    return ops.cast(ops.greater(scores[..., 1:], _NEG / 2), "float32")
+    return ops.cast(ops.greater(scores[..., 1:], MASKED_SCORE / 2), "float32")
 
 
 def _max_parts(y_pred):

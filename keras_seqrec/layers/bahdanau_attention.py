@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_seqrec.layers.item_embedding import MASKED_SCORE
+
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
 class CausalBahdanauAttention(keras.layers.Layer):
@@ -68,7 +70,7 @@ class CausalBahdanauAttention(keras.layers.Layer):
             real = ops.cast(padding_mask, "bool")
             allowed = ops.logical_and(allowed, ops.expand_dims(real, 1))  # key is real
             allowed = ops.logical_and(allowed, ops.expand_dims(real, 2))  # query is real
-        scores = ops.where(allowed, scores, ops.cast(-1e9, "float32"))
+        scores = ops.where(allowed, scores, ops.cast(MASKED_SCORE, "float32"))
         weights = ops.softmax(scores, axis=-1)
         weights = ops.where(allowed, weights, ops.zeros_like(weights))
         context = ops.matmul(ops.cast(weights, inputs.dtype), inputs)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-_NEG = -1e9
+from keras_seqrec.layers.item_embedding import MASKED_SCORE
 
 
 @keras.saving.register_keras_serializable(package="keras_seqrec")
@@ -53,7 +53,7 @@ class CandidateLogits(keras.layers.Layer):
         negative_ids = ops.cast(negative_ids, "int32")
         # (batch, length, 1) against (n,) or (batch, length, n): broadcasts either way.
         hits = ops.equal(ops.expand_dims(targets, -1), negative_ids)
-        negative = ops.where(hits, ops.cast(_NEG, "float32"), ops.cast(negative, "float32"))
+        negative = ops.where(hits, ops.cast(MASKED_SCORE, "float32"), ops.cast(negative, "float32"))
         positive = ops.cast(positive, "float32")
         if self.log_q is not None:
             log_q = ops.convert_to_tensor(self.log_q)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-_NEG = -1e9  # the score of what must never be chosen: padding, masked candidates
+# The score of what must never be chosen (padding, masked candidates, disallowed attention
+# keys): finite, so sums and gradients stay finite, and far below any real score.
+MASKED_SCORE = -1e9
 
 
 def score_candidates(hidden, table, bias, candidates):
@@ -34,7 +36,7 @@ def mask_padding_logits(logits):
     logits = ops.cast(logits, "float32")
     width = ops.shape(logits)[-1]
     is_padding = ops.equal(ops.arange(width), 0)
-    return ops.where(is_padding, ops.cast(_NEG, "float32"), logits)
+    return ops.where(is_padding, ops.cast(MASKED_SCORE, "float32"), logits)
 
 
 def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 512):
@@ -63,7 +65,7 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     if bias is None:
         bias = ops.zeros((width,), "float32")
     # The bias rides along as one more column, and the padding column's bias is -1e9.
-    bias = ops.where(ops.equal(ops.arange(width), 0), ops.cast(_NEG, "float32"),
+    bias = ops.where(ops.equal(ops.arange(width), 0), ops.cast(MASKED_SCORE, "float32"),
                      ops.cast(bias, "float32"))
     kernel = ops.concatenate([kernel, ops.expand_dims(bias, -1)], axis=-1)
     targets = ops.cast(targets, "int32")
