@@ -134,6 +134,24 @@ def test_training_dataset_batches_everything_and_shuffles_with_seed():
     assert np.array_equal(np.sort(x, axis=0), np.sort(again, axis=0))
 
 
+def test_fit_input_keeps_each_batch_shape_and_has_no_autotune_thread():
+    # tf.data's autotuning thread made every fit wait 6-50 s while its iterator was destroyed.
+    import tensorflow as tf
+
+    from keras_seqrec.data.pipeline import as_fit_input
+
+    log = from_dataframe(pd.DataFrame({"user": np.repeat(np.arange(10), [2, 5] * 5),
+                                       "item": np.arange(35) % 6,
+                                       "timestamp": np.arange(35)}))
+    batches = prepare(log, max_len=4).training_batches(batch_size=4, seed=0)
+    dataset, steps = as_fit_input(batches)
+    assert steps == len(batches) and dataset.options().autotune.enabled is False
+    expected = [tuple(np.shape(batches[i][0])) for i in range(steps)]  # before a reshuffle
+    shapes = [tuple(x.shape) for x, _ in dataset.take(2 * steps)]
+    assert shapes[:steps] == expected and len(set(shapes)) > 1  # lengths vary by batch
+    assert isinstance(dataset.element_spec[0], tf.TensorSpec)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -184,7 +184,11 @@ class SampledBatches(TargetBatches):
 def as_fit_input(batches):
     """`(x, steps_per_epoch)` for `model.fit`: the batches themselves, or on the TensorFlow
     backend a repeated `tf.data` generator over them that declares variable shapes (Keras
-    would otherwise fix the shapes it saw in the first batches)."""
+    would otherwise fix the shapes it saw in the first batches).
+
+    tf.data's autotuning is switched off for it: with a Python generator there is nothing to
+    tune, and its background thread made destroying the iterator at the end of every `fit`
+    wait 6-50 s on ML-1M SASRec (`benchmarks/SPEED.md`)."""
     if keras.backend.backend() != "tensorflow":
         return batches, None
     import tensorflow as tf
@@ -199,4 +203,6 @@ def as_fit_input(batches):
         batches[0],
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
-    return dataset.repeat().prefetch(2), len(batches)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.repeat().prefetch(2).with_options(options), len(batches)
