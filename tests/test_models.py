@@ -84,6 +84,17 @@ def test_trimmed_padding_and_long_inputs_give_the_same_scores(name, options):
 
 
 @pytest.mark.parametrize("name, options", VARIANTS)
+def test_last_position_model_scores_equal_the_last_row(name, options):
+    # Ranking and serving score through last_position_model; gru_attention's attends from the
+    # last position only, so its equality with the full model is not automatic.
+    model = small_model(name, **options)
+    x = np.concatenate([batch(), np.zeros((1, MAX_LEN), "int32")])  # + a row of padding
+    full = ops.convert_to_numpy(model(x, training=False))[:, -1]
+    last = ops.convert_to_numpy(ks.models.last_position_model(model)(x, training=False))
+    np.testing.assert_allclose(last, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
 def test_keras_file_round_trip_gives_identical_outputs(name, options, tmp_path):
     model = small_model(name, **options)
     x = batch()
@@ -194,6 +205,63 @@ def test_unknown_model_and_hyperparameter_errors():
         ks.build_model("gru_w2v", 10, 5, item_embeddings=None)
     with pytest.raises(ValueError, match="already registered"):
         ks.models.register_model("gru")(lambda num_items, max_len: None)
+
+
+def test_attention_from_the_last_position_only_is_the_last_row_of_the_full_call():
+    layer = ks.layers.CausalBahdanauAttention(units=8)
+    states = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
+    mask = np.array([[0, 0, 1, 1, 1, 1], [1] * 6, [0] * 6], bool)  # left padding, none, all
+    context, weights = (ops.convert_to_numpy(t) for t in layer(states, padding_mask=mask))
+    last_context, last_weights = (ops.convert_to_numpy(t) for t in
+                                  layer(states, padding_mask=mask, last_only=True))
+    assert last_context.shape == (3, 1, 4) and last_weights.shape == (3, 1, 6)
+    np.testing.assert_allclose(last_context[:, 0], context[:, -1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(last_weights[:, 0], weights[:, -1], rtol=1e-6, atol=1e-6)
+    assert np.all(last_weights[2] == 0.0) and np.all(last_weights[0, 0, :2] == 0.0)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 8, 16])
+def test_additive_scores_in_blocks_equal_the_direct_tensor_with_gradients(chunk_size):
+    import tensorflow as tf
+
+    from keras_seqrec.layers.bahdanau_attention import additive_scores
+
+    rng = np.random.default_rng(0)
+    query, key = (tf.constant(rng.normal(size=(2, n, 5)), "float32") for n in (11, 7))
+    vector = tf.constant(rng.normal(size=(5,)), "float32")
+    weights = tf.constant(rng.normal(size=(2, 11, 7)), "float32")  # a loss that mixes scores
+    results = []
+    for direct in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch([query, key, vector])
+            if direct:
+                scores = tf.einsum("btsu,u->bts", tf.tanh(query[:, :, None] + key[:, None]),
+                                   vector)
+            else:
+                scores = additive_scores(query, key, vector, chunk_size=chunk_size)
+            loss = tf.reduce_sum(scores * weights)
+        results.append([scores] + tape.gradient(loss, [query, key, vector]))
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_layer_equals_the_additive_formula_written_out_in_numpy():
+    layer = ks.layers.CausalBahdanauAttention(units=8)
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(2, 13, 4)).astype("float32")
+    mask = np.ones((2, 13), bool)
+    mask[0, :5] = False
+    context, weights = (ops.convert_to_numpy(t) for t in layer(states, padding_mask=mask))
+    w_query, = layer.query_dense.get_weights()
+    w_key, b_key = layer.key_dense.get_weights()
+    v, = layer.score_dense.get_weights()
+    scores = np.tanh((states @ w_query)[:, :, None] + (states @ w_key + b_key)[:, None]) @ v
+    allowed = np.tril(np.ones((13, 13), bool))[None] & mask[:, None, :] & mask[:, :, None]
+    scores = np.where(allowed, scores[..., 0], -np.inf)
+    want = np.exp(scores - scores.max(-1, keepdims=True).clip(-1e30))
+    want = np.nan_to_num(want / want.sum(-1, keepdims=True))
+    np.testing.assert_allclose(weights, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(context, want @ states, rtol=1e-5, atol=1e-5)
 
 
 def test_attention_weights_are_causal_and_ignore_padding():

@@ -90,13 +90,36 @@ def output_layer(model: keras.Model):
     return model.get_layer("item_embedding"), True
 
 
+_LAST_POSITION_GRAPHS = []
+
+
+def register_last_position_graph(graph):
+    """Register `graph(model) -> hidden or None`, a cheaper way to compute the last position's
+    `sequence_output` `(batch, dim)` for the zoo models it recognises (None for the others).
+
+    The default takes the last row of every position's states, which costs nothing extra for
+    models whose positions are computed independently; a model whose positions interact in a
+    later layer (gru_attention's attention) registers a graph that computes that layer for the
+    last position only. Used as a decorator in the model's module.
+    """
+    _LAST_POSITION_GRAPHS.append(graph)
+    return graph
+
+
 def last_position_model(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s weights that outputs logits at the last position only.
 
     `(batch, length) -> (batch, num_items + 1)`. Evaluation and serving use it so that only
-    the scores they need are computed and moved off the device.
+    the scores they need are computed and moved off the device; the scores equal the last
+    row of `model`'s (tested for every zoo model).
     """
-    hidden = LastPosition(name="last_position")(model.get_layer(SEQUENCE_OUTPUT).output)
+    hidden = None
+    for graph in _LAST_POSITION_GRAPHS:
+        hidden = graph(model)
+        if hidden is not None:
+            break
+    if hidden is None:
+        hidden = LastPosition(name="last_position")(model.get_layer(SEQUENCE_OUTPUT).output)
     head, tied = output_layer(model)
     logits = head(hidden, reverse=True) if tied else head(hidden)
     return keras.Model(single_input(model), logits, name=f"{model.name}_last")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_seqrec.layers import CausalBahdanauAttention
+from keras_seqrec.layers import CausalBahdanauAttention, LastPosition
 from keras_seqrec.models import common
 from keras_seqrec.models.recurrent import recurrent_states
 from keras_seqrec.models.registry import register_model
@@ -95,6 +95,29 @@ def gru_attention(
 
     model = keras.Model(item_ids, logits, name="gru_attention")
     return common.finish(model, item_embeddings, freeze_item_embeddings)
+
+
+@common.register_last_position_graph
+def _last_position_hidden(model: keras.Model):
+    """The last position's `sequence_output` of a gru_attention model, attending from that
+    position only (what ranking and serving need); None for any other model."""
+    names = {layer.name for layer in model.layers}
+    if not {ATTENTION, "state_and_context", "attentional_state", "output_dropout"} <= names:
+        return None
+    attention = model.get_layer(ATTENTION)
+    if not isinstance(attention, CausalBahdanauAttention):
+        return None
+    concatenate = model.get_layer("state_and_context")
+    states, _ = concatenate.input  # every position's GRU state, (batch, length, hidden)
+    context, _ = attention(states, padding_mask=model.get_layer("padding_mask").output,
+                           last_only=True)
+    x = concatenate([LastPosition(name="last_state")(states),
+                     LastPosition(name="last_context")(context)])
+    for name in ("attentional_state", "output_dropout", "output_projection",
+                 common.SEQUENCE_OUTPUT):
+        if name in names:
+            x = model.get_layer(name)(x)
+    return x
 
 
 def attention_weights_model(model: keras.Model) -> keras.Model:
