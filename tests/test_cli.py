@@ -7,6 +7,7 @@ import keras
 import pytest
 
 from keras_seqrec import cli
+from keras_seqrec.export import Recommender
 
 
 def test_stats_prints_split_sizes(capsys):
@@ -200,6 +201,11 @@ def test_export_hint_and_recommend_arguments(finished_run, tmp_path, capsys):
     assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
     assert f'-v "{tmp_path / "e"}:/models/gru"' in out and "$PWD" not in out
+    assert "xla" not in out
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(tmp_path / "x"),
+                     "--jit-compile"]) == 0
+    assert "tensorflow/serving --xla_cpu_compilation_enabled=true" in capsys.readouterr().out
+    assert Recommender(tmp_path / "x").model_card["serving"]["jit_compile"] is True
     for k in ("0", "-2", "6"):
         assert cli.main(["recommend", "--model-dir", str(export_dir), "--history", "1,50",
                          "-k", k]) == 2

@@ -90,6 +90,16 @@ def test_fresh_process_without_keras_seqrec_gives_the_same_answers(exported):
         assert not set(history) & set(ids)
 
 
+def test_xla_compiled_export_gives_the_same_answers_and_says_so_in_its_card(exported, tmp_path):
+    model, vocab, counts, _, _ = exported
+    path = export_saved_model(model, vocab, tmp_path / "xla", top_k=5, item_counts=counts,
+                              jit_compile=True)
+    recommender = Recommender(path)
+    assert recommender.model_card["serving"]["jit_compile"] is True
+    rec = [list(ids) for ids, _ in recommender.recommend(HISTORIES, k=5)]
+    assert rec == reference_top_k(model, vocab, counts, HISTORIES, 5)
+
+
 def test_saved_model_cli_show_and_run(exported):
     _, _, _, _, path = exported
     cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable),
