@@ -1,7 +1,7 @@
 """Speed benchmarks: training throughput, serving latency, data preparation at scale.
 
     python benchmarks/speed.py train [--models gru gru_attention sasrec] [--epochs 2]
-    python benchmarks/speed.py serve
+    python benchmarks/speed.py serve [--model gru_attention] [--jit-compile]
     python benchmarks/speed.py data [--interactions 20000000]
     python benchmarks/speed.py render
 
@@ -50,8 +50,8 @@ def _peak_rss_gib():
 
 def _write(name, result):
     os.makedirs(OUT, exist_ok=True)
-    script = os.path.basename(sys.argv[0])
-    result["command"] = f"python benchmarks/{script} " + " ".join(sys.argv[1:])
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.dirname(HERE))
+    result["command"] = " ".join([f"python {script}", *sys.argv[1:]])
     result["machine"] = _machine()
     with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -134,7 +134,7 @@ def bench_serve(args):
     model = ks.build_model(args.model, data.num_items, data.max_len)
     root = tempfile.mkdtemp()
     path = export_saved_model(model, data.vocabulary, root, top_k=10,
-                              item_counts=data.item_counts())
+                              item_counts=data.item_counts(), jit_compile=args.jit_compile)
     serve = tf.saved_model.load(path).signatures["serving_default"]
     rng = np.random.default_rng(0)
     ids = np.array([str(i) for i in data.vocabulary.ids])
@@ -154,9 +154,10 @@ def bench_serve(args):
         serve(history=batch)["item_ids"].numpy()
     throughput = rounds * 256 / (time.perf_counter() - start)
     p50, p99 = np.percentile(latencies, [50, 99])
-    _write(f"serve_{args.model}_cpu", {
+    _write(f"serve_{args.model}_cpu" + ("_xla" if args.jit_compile else ""), {
         "benchmark": "serving",
         "model": args.model,
+        "jit_compile": args.jit_compile,
         "num_items": data.num_items,
         "history_length": 50,
         "top_k": 10,
@@ -229,6 +230,29 @@ _PARTS = {
 }
 
 
+def _serving_note(rows):
+    """How much slower the machine was when the serving rows were measured than in the session
+    of `results/speed/earlier/serve_<model>_cpu_earlier_session.json`, model by model."""
+    notes = []
+    for r in rows:
+        path = os.path.join(OUT, "earlier", f"serve_{r.get('model')}_cpu_earlier_session.json")
+        if r["benchmark"] != "serving" or r.get("jit_compile") or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            before = json.load(f)
+        key = "batch_256_recommendations_per_second"
+        notes.append(f"{r['model']} {before[key]:,} -> {r[key]:,} recs/s, p99 "
+                     f"{before['p99_ms']} -> {r['p99_ms']} ms")
+    if not notes:
+        return []
+    return ["", "Serving rows against the same benchmark in an earlier session "
+            "(`results/speed/earlier/serve_*_earlier_session.json`): " + "; ".join(notes)
+            + ". sasrec's serving code did not change between the two, so its ratio is how "
+            "much slower the machine was; gru_attention's change (attention from the last "
+            "position only) shows as its batch throughput falling far less than sasrec's (its "
+            "single requests, bound by the GRU's steps, did not gain)."]
+
+
 def _profile_table(profiles):
     """One column per profile (before / after): seconds of each part of one epoch."""
     if not profiles:
@@ -254,14 +278,18 @@ def _profile_table(profiles):
         f"{r['validation_share_of_epoch']:.0%}" for r in profiles) + " |")
     lines += ["", "Each part is the difference of two timed passes over the epoch, so a small "
               "part can come out negative when the machine's noise exceeds it; the sum (the "
-              "whole training step) is the reliable figure. The `fit` epoch of three columns "
-              "measured 141.9 s to the tenth of a second whatever the path, which points to a "
-              "wait in `fit`'s input path rather than computation; not explained yet.",
+              "whole training step) is the reliable figure, and one `fit` epoch should be "
+              "close to it. An earlier run (`results/speed/earlier/`) measured three of its "
+              "four `fit` epochs at 141.9 s whatever the path: tf.data's autotuning thread made "
+              "destroying the input iterator at the end of each `fit` call wait 6-50 s "
+              "(py-spy showed the wait in `~IteratorResource`). `as_fit_input` switches "
+              "autotuning off since; a training run paid it once, a benchmark timing "
+              "one-epoch `fit` calls paid it every time.",
               "", "Read the columns of one process side by side: the two paths alternate within "
-              "it. Across processes, and against the `train_ml1m` rows above, this shared "
-              "2-core machine varied by up to 2.6 times: the `train_ml1m` sasrec row (38.1 s, "
-              "logits path, TensorFlow's default kernels) came from an earlier session, and the "
-              "same code took 99.8 s per `fit` epoch on this machine "
+              "it. Across processes, and against the `train_ml1m` and `serving` rows above, "
+              "this shared 2-core machine varied by up to 2.6 times: the `train_ml1m` sasrec "
+              "row (38.1 s, logits path, TensorFlow's default kernels) came from an earlier "
+              "session, and the same code took 99.8 s per `fit` epoch on this machine "
               "(`results/speed/earlier/profile_ml1m_sasrec_before.json`)."]
     return lines
 
@@ -288,7 +316,8 @@ def render(_args=None):
             goal = (f"<= {r['target_seconds_per_epoch']} s/epoch"
                     if "target_seconds_per_epoch" in r else "-")
         elif r["benchmark"] == "serving":
-            what = f"{r['model']} SavedModel, history 50, top-10"
+            what = (f"{r['model']} SavedModel, history 50, top-10"
+                    + (", `jit_compile=True` (XLA)" if r.get("jit_compile") else ""))
             measured = (f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; batch 256: "
                         f"{r['batch_256_recommendations_per_second']:,} recs/s")
             goal = "p99 <= 5 ms, >= 5,000 recs/s"
@@ -319,8 +348,11 @@ def render(_args=None):
                      "measured: no GPU was lent to the session that produced these files | "
                      "<= 30 ms/epoch | - | run `KERAS_BACKEND=jax python benchmarks/speed.py "
                      "train --models sasrec` on one |")
+    lines += _serving_note(rows)
     lines += _profile_table(profiles)
-    lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in rows + profiles})
+    commands = {" ".join(filter(None, [r.get("environment"), r["command"].strip()]))
+                for r in rows + profiles}
+    lines += ["", "Commands:", ""] + [f"    {c}" for c in sorted(commands)]
     with open(os.path.join(HERE, "SPEED.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -338,6 +370,8 @@ def main(argv=None):
     s = sub.add_parser("serve")
     s.add_argument("--model", default="gru_attention")
     s.add_argument("--requests", type=int, default=1000)
+    s.add_argument("--jit-compile", action="store_true",
+                   help="export with jit_compile=True (XLA) and write serve_<model>_cpu_xla")
     s.set_defaults(func=bench_serve)
     d = sub.add_parser("data")
     d.add_argument("--interactions", type=int, default=20_000_000)

@@ -13,11 +13,12 @@ comparison: RecBole trains on every prefix of every sequence (about 8 times our 
 per epoch), so seconds per epoch alone flatter us. Writes
 `benchmarks/results/speed/peer_recbole_sasrec_beauty.json`. Run it on an otherwise idle machine.
 
-Status: first run on 2026-12-01 (a machine about 3 times slower than the one of the issue's
-figures): RecBole trained 360.0 and 343.0 s per epoch plus 9.9 and 10.4 s of evaluation,
-validation NDCG@10 0.0148 then 0.0256, then failed reloading its best checkpoint (torch's
-`weights_only` default); `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` is set for it since, but the whole
-comparison has not been re-run, so no peer JSON exists yet.
+Last run (2026-12-01, `results/speed/peer_recbole_sasrec_beauty.json`; a machine about 3 times
+slower than the one of the issue's figures): RecBole 363.6 and 355.6 s of training per epoch,
+validation NDCG@10 .0148 then .0256; ours 57.3 s per epoch (6.3x per epoch, short of the 10x
+target), and RecBole's .0256 after 8 epochs and 547 s against RecBole's 740 s. The first run
+failed reloading RecBole's checkpoint under torch's `weights_only` default, hence
+`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` below.
 """
 
 from __future__ import annotations
@@ -45,12 +46,16 @@ WHEELS = "/opt/wheels"  # where this machine keeps the CPU torch wheel; PyPI oth
 
 RECBOLE_RUN = r"""
 import json, sys, time
+import recbole, torch
 from recbole.quick_start import run_recbole
 config = json.loads(sys.argv[1])
 start = time.perf_counter()
 result = run_recbole(model="SASRec", dataset="beauty", config_dict=config)
 print("RESULT", json.dumps({"best_valid_score": float(result["best_valid_score"]),
-                            "seconds": time.perf_counter() - start}))
+                            "seconds": time.perf_counter() - start,
+                            "versions": {"recbole": recbole.__version__,
+                                         "torch": torch.__version__,
+                                         "torch_threads": torch.get_num_threads()}}))
 """
 
 
@@ -112,7 +117,7 @@ def run_recbole(epochs: int, data_dir: str) -> dict:
     return {"training_seconds_per_epoch": train, "evaluation_seconds_per_epoch": evaluate,
             "validation_ndcg@10_per_epoch": scores, "interactions": rows,
             "best_validation_ndcg@10": result["best_valid_score"],
-            "total_seconds": round(result["seconds"], 1),
+            "total_seconds": round(result["seconds"], 1), "versions": result["versions"],
             "settings": {k: v for k, v in config.items()
                          if k not in ("data_path", "checkpoint_dir")}}
 
