@@ -8,7 +8,10 @@ from keras import ops
 from keras_seqrec.layers.item_embedding import MASKED_SCORE
 
 
-def additive_scores(query, key, score_vector, chunk_size: int = 16):
+QUERY_BLOCK = 16  # queries per block of `additive_scores` in the layer's full call
+
+
+def additive_scores(query, key, score_vector, chunk_size: int = QUERY_BLOCK):
     """`scores[b, t, s] = score_vector . tanh(query[b, t] + key[b, s])`, a block of queries at
     a time, never holding the whole `(batch, queries, keys, units)` tensor.
 
@@ -74,8 +77,10 @@ class CausalBahdanauAttention(keras.layers.Layer):
     """Additive attention where position t attends to positions s <= t that are not padding.
 
     `score(t, s) = v^T tanh(W_q h_t + W_k h_s)`; weights are a softmax over the allowed `s`, and
-    the context at `t` is the weighted sum of `h_s`. Rows of padded queries are all zero. Memory
-    grows as `batch * length^2 * units`, so keep `units` modest for long sequences.
+    the context at `t` is the weighted sum of `h_s`. Rows of padded queries are all zero. The
+    scores are computed `QUERY_BLOCK` queries at a time (`additive_scores`), so memory holds
+    `batch * length^2` weights plus one `(batch, QUERY_BLOCK, length, units)` block, never the
+    whole `batch * length^2 * units` tensor.
 
     Args:
         units: width of the additive scoring space.
@@ -86,7 +91,7 @@ class CausalBahdanauAttention(keras.layers.Layer):
             the Keras mask attached to `inputs`, when there is one).
         last_only: attend from the last position only, the one that ranking and serving
             score: the same values as the last row of the full call, at `1 / length` of the
-            cost (the full call builds a `(batch, length, length, units)` tensor).
+            cost.
 
     Returns:
         `(context, weights)`: `(batch, queries, dim)` and `(batch, queries, length)` where
@@ -128,11 +133,9 @@ class CausalBahdanauAttention(keras.layers.Layer):
             queries, query_positions = inputs[:, -1:, :], positions[-1:]
         query = self.query_dense(queries)  # (batch, t, units)
         key = self.key_dense(inputs)  # (batch, s, units)
-        if last_only:  # one query: the (batch, 1, s, units) tensor is small
-            energy = ops.tanh(ops.expand_dims(query, 2) + ops.expand_dims(key, 1))
-            scores = ops.cast(ops.squeeze(self.score_dense(energy), -1), "float32")
-        else:
-            scores = additive_scores(query, key, self.score_dense.kernel[:, 0])
+        # One query (last_only) is one block of one: no padding to a block of 16.
+        scores = additive_scores(query, key, self.score_dense.kernel[:, 0],
+                                 chunk_size=1 if last_only else QUERY_BLOCK)
         allowed = ops.expand_dims(query_positions, 1) >= ops.expand_dims(positions, 0)  # s <= t
         allowed = ops.expand_dims(allowed, 0)
         if padding_mask is not None:

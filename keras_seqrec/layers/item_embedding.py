@@ -64,9 +64,8 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     width = ops.shape(kernel)[0]
     if bias is None:
         bias = ops.zeros((width,), "float32")
-    # The bias rides along as one more column, and the padding column's bias is -1e9.
-    bias = ops.where(ops.equal(ops.arange(width), 0), ops.cast(MASKED_SCORE, "float32"),
-                     ops.cast(bias, "float32"))
+    # The bias rides along as one more column, and the padding column's bias is masked.
+    bias = mask_padding_logits(bias)
     kernel = ops.concatenate([kernel, ops.expand_dims(bias, -1)], axis=-1)
     targets = ops.cast(targets, "int32")
     n = ops.shape(hidden)[0]
