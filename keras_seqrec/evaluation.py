@@ -67,6 +67,27 @@ def ranking_metrics(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
     return out
 
 
+def ranking_standard_errors(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
+    """The standard error of each metric of `ranking_metrics`: the standard deviation of the
+    per-example values over the square root of their number (`"hr@K_se"`, ...).
+
+    Example:
+
+    >>> round(ranking_standard_errors(np.array([0, 0, 5, 5]), ks=[1])["hr@1_se"], 4)
+    0.2887
+    """
+    ranks = np.asarray(ranks)
+    n = len(ranks)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        values = {"hr": hit.astype(float), "ndcg": np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0),
+                  "mrr": np.where(hit, 1.0 / (ranks + 1.0), 0.0)}
+        for name, v in values.items():
+            out[f"{name}@{k}_se"] = float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return out
+
+
 def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the `k` best items per row (best first), never the padding column."""
     candidates = scores[:, 1:]
@@ -174,6 +195,7 @@ def evaluate_recommender(
     batch_size: int = 256,
     num_negatives: Optional[int] = None,
     seed: int = 0,
+    standard_errors: bool = False,
 ) -> dict[str, float]:
     """HR@K, NDCG@K, MRR@K and coverage@K of next-item predictions, ranked over every item.
 
@@ -194,6 +216,9 @@ def evaluate_recommender(
             Sampled metrics overstate quality and disagree with full ranking (Krichene & Rendle,
             KDD 2020); they exist only to compare with papers that used them.
         seed: sampling seed for `num_negatives`.
+        standard_errors: also return each HR/NDCG/MRR's standard error over the examples,
+            as `"ndcg@10_se"` and so on (`ranking_standard_errors`): a difference between two
+            models smaller than about twice it is not a result.
 
     Returns:
         `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n,
@@ -257,6 +282,8 @@ def evaluate_recommender(
         for k in ks:
             covered[k][top[:, :k].ravel()] = True
     out = ranking_metrics(ranks, ks)
+    if standard_errors:
+        out.update(ranking_standard_errors(ranks, ks))
     for k in ks:
         out[f"coverage@{k}"] = float(covered[k][1:].sum() / data.num_items)
     out["examples"] = n

@@ -134,6 +134,30 @@ def test_training_dataset_batches_everything_and_shuffles_with_seed():
     assert np.array_equal(np.sort(x, axis=0), np.sort(again, axis=0))
 
 
+def test_bucketed_widths_cover_each_batch_and_stay_few_and_tight():
+    from keras_seqrec.data.pipeline import BucketedBatches, bucket_length
+
+    for max_len in (5, 50, 200):
+        widths = [bucket_length(n, max_len) for n in range(1, max_len + 1)]
+        assert all(n <= w <= max_len for n, w in zip(range(1, max_len + 1), widths))
+        assert widths == sorted(widths) and len(set(widths)) <= 8 + 2 + 2 * 5
+    # Short sequences (most of a sparse log) are padded by at most a third, not to 8.
+    assert [bucket_length(n, 50) for n in (1, 2, 3, 4, 5, 7)] == [1, 2, 3, 4, 6, 8]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 51, size=300)
+    x = np.zeros((300, 50), dtype=np.int32)
+    for row, n in enumerate(lengths):
+        x[row, 50 - n:] = rng.integers(1, 9, size=n)
+    batches = BucketedBatches(x, x, batch_size=16, max_len=50, seed=0)
+    kept = 0
+    for i in range(len(batches)):
+        inputs, _ = batches[i]
+        rows = batches.batches[i]
+        assert inputs.shape[1] == bucket_length(lengths[rows].max(), 50)
+        kept += int((inputs != 0).sum())
+    assert kept == int(lengths.sum())  # no real item is cut
+
+
 def test_fit_input_keeps_each_batch_shape_and_has_no_autotune_thread():
     # tf.data's autotuning thread made every fit wait 6-50 s while its iterator was destroyed.
     import tensorflow as tf

@@ -233,6 +233,38 @@ def test_fused_cross_entropy_rows_over_chunk_boundaries_and_padding():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 8, 64])
+def test_fused_cross_entropy_gradients_skip_padded_rows_exactly(chunk):
+    # Padded rows are moved behind the real ones and their chunks skipped: the gradients must
+    # still be those of the plain masked cross-entropy, row by row.
+    import tensorflow as tf
+
+    from keras_seqrec.layers.item_embedding import mask_padding_logits, softmax_cross_entropy_rows
+
+    rng = np.random.default_rng(2)
+    hidden = tf.constant(rng.normal(size=(13, 4)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(7, 4)).astype("float32"))
+    bias = tf.constant(rng.normal(size=7).astype("float32"))
+    targets = np.array([0, 1, 0, 0, 6, 2, 0, 3, 0, 0, 5, 0, 1])  # padding interleaved
+    weights = tf.constant(rng.uniform(0.5, 2.0, size=13).astype("float32"))
+    results = []
+    for fused in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch([hidden, kernel, bias])
+            if fused:
+                rows = softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size=chunk)
+            else:
+                logits = mask_padding_logits(tf.matmul(hidden, kernel, transpose_b=True) + bias)
+                rows = tf.keras.losses.sparse_categorical_crossentropy(
+                    targets, logits, from_logits=True) * tf.cast(targets != 0, "float32")
+            value = tf.reduce_sum(rows * weights)
+        results.append([rows.numpy()] + [tf.convert_to_tensor(g).numpy() for g in tape.gradient(
+            value, [hidden, kernel, bias])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert not results[0][1][targets == 0].any()  # padded rows get no gradient
+
+
 def test_fit_recommender_trains_the_default_softmax_through_the_fused_model(ml_small_data):
     from keras_seqrec.training import training_setup
 

@@ -69,6 +69,13 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     kernel = ops.concatenate([kernel, ops.expand_dims(bias, -1)], axis=-1)
     targets = ops.cast(targets, "int32")
     n = ops.shape(hidden)[0]
+    # Rows with a real target first, so that only their chunks are computed: a padded row
+    # (a third to a half of the rows of a length-bucketed batch on sparse logs) costs nothing.
+    is_real = ops.not_equal(targets, 0)
+    order = ops.argsort(ops.cast(ops.logical_not(is_real), "int32"))
+    live_chunks = (ops.sum(ops.cast(is_real, "int32")) + chunk_size - 1) // chunk_size
+    hidden = ops.take(hidden, order, axis=0)
+    targets = ops.take(targets, order, axis=0)
     chunks = (n + chunk_size - 1) // chunk_size
     pad = chunks * chunk_size - n
     hidden = ops.concatenate([hidden, ops.ones((n, 1), "float32")], axis=-1)
@@ -79,9 +86,13 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     @ops.custom_gradient
     def cross_entropy(hidden, kernel):
         blocks = ops.reshape(hidden, (chunks, chunk_size, -1))
-        lse = ops.reshape(ops.map(
-            lambda h: ops.logsumexp(ops.matmul(h, ops.transpose(kernel)), axis=-1), blocks),
-            (-1,))
+
+        def forward_block(i, lse):
+            value = ops.logsumexp(ops.matmul(blocks[i], ops.transpose(kernel)), axis=-1)
+            return ops.slice_update(lse, (i, 0), ops.expand_dims(value, 0))
+
+        lse = ops.reshape(ops.fori_loop(0, live_chunks, forward_block,
+                                        ops.zeros((chunks, chunk_size), "float32")), (-1,))
         target_vectors = ops.take(kernel, padded_targets, axis=0)
         loss = (lse - ops.sum(hidden * target_vectors, axis=-1)) * real
 
@@ -102,8 +113,9 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
                                           ops.expand_dims(ops.matmul(p, kernel), 0))
                 return grad_h, grad_k + ops.matmul(ops.transpose(p), h)
 
-            grad_h, grad_k = ops.fori_loop(0, chunks, block, (ops.zeros_like(blocks),
-                                                              ops.zeros_like(kernel)))
+            # Chunks past the live ones hold padded rows only: their gradient is zero.
+            grad_h, grad_k = ops.fori_loop(0, live_chunks, block, (ops.zeros_like(blocks),
+                                                                   ops.zeros_like(kernel)))
             grad_h = ops.reshape(grad_h, ops.shape(hidden)) - target_vectors * scale[:, None]
             grad_k = grad_k - ops.segment_sum(hidden * scale[:, None], padded_targets,
                                               num_segments=width)
@@ -111,7 +123,8 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
 
         return loss, grad
 
-    return cross_entropy(hidden, kernel)[:n]
+    losses = cross_entropy(hidden, kernel)[:n]
+    return ops.take(losses, ops.argsort(order), axis=0)  # back to the rows' own order
 
 
 def position_cross_entropy(hidden, kernel, bias, targets):
