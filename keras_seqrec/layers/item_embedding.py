@@ -88,7 +88,7 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
         blocks = ops.reshape(hidden, (chunks, chunk_size, -1))
 
         def forward_block(i, lse):
-            value = ops.logsumexp(ops.matmul(blocks[i], ops.transpose(kernel)), axis=-1)
+            value = ops.logsumexp(ops.einsum("rd,id->ri", blocks[i], kernel), axis=-1)
             return ops.slice_update(lse, (i, 0), ops.expand_dims(value, 0))
 
         lse = ops.reshape(ops.fori_loop(0, live_chunks, forward_block,
@@ -100,18 +100,21 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
             if upstream is None:
                 (upstream,) = args
             scale = ops.cast(upstream, "float32") * real  # (rows,)
-
-            lse_blocks = ops.reshape(lse, (chunks, chunk_size, 1))
+            # The softmax of a block is exp(logits - lse): with -lse as one more column of the
+            # rows (against a column of ones) the matrix product yields it shifted, and the
+            # rows' scale multiplies the thin (rows, d) operands, not the (rows, items) block,
+            # so the exponential is the only elementwise pass over the block.
+            shifted = ops.concatenate([blocks, -ops.reshape(lse, (chunks, chunk_size, 1))], -1)
+            shifted_kernel = ops.concatenate([kernel, ops.ones((width, 1), "float32")], -1)
             scale_blocks = ops.reshape(scale, (chunks, chunk_size, 1))
+            scaled = blocks * scale_blocks
 
             def block(i, carry):
                 grad_h, grad_k = carry
-                h = blocks[i]
-                p = ops.exp(ops.matmul(h, ops.transpose(kernel)) - lse_blocks[i])
-                p = p * scale_blocks[i]
-                grad_h = ops.slice_update(grad_h, (i, 0, 0),
-                                          ops.expand_dims(ops.matmul(p, kernel), 0))
-                return grad_h, grad_k + ops.matmul(ops.transpose(p), h)
+                p = ops.exp(ops.einsum("rd,id->ri", shifted[i], shifted_kernel))
+                grad_h = ops.slice_update(grad_h, (i, 0, 0), ops.expand_dims(
+                    ops.matmul(p, kernel) * scale_blocks[i], 0))
+                return grad_h, grad_k + ops.einsum("ri,rd->id", p, scaled[i])
 
             # Chunks past the live ones hold padded rows only: their gradient is zero.
             grad_h, grad_k = ops.fori_loop(0, live_chunks, block, (ops.zeros_like(blocks),
