@@ -22,7 +22,7 @@ def finite_scores(scores: np.ndarray) -> np.ndarray:
     """`scores` with every non-finite value (NaN, +inf, -inf) replaced by -inf, so that such an
     item ranks last: a diverged model scores zero instead of a perfect hit."""
     scores = np.asarray(scores, dtype=np.float32)
-    if np.isfinite(scores).all():
+    if np.isfinite(scores.sum(dtype=np.float64)):  # one pass, no mask: every score is finite
         return scores
     return np.where(np.isfinite(scores), scores, np.float32(-np.inf))
 
@@ -92,7 +92,8 @@ def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the `k` best items per row (best first), never the padding column."""
     candidates = scores[:, 1:]
     k = min(k, candidates.shape[1])
-    part = np.argpartition(-candidates, k - 1, axis=1)[:, :k]
+    # The k largest sit at the end of the partition (no negated copy of the scores).
+    part = np.argpartition(candidates, candidates.shape[1] - k, axis=1)[:, -k:]
     order = np.argsort(-np.take_along_axis(candidates, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1) + 1
 

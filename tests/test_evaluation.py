@@ -96,6 +96,23 @@ def test_oracle_gets_hr1_one_and_constant_model_no_better_than_chance(ml_small_d
     assert m["hr@10"] <= chance and m["ndcg@10"] <= chance
 
 
+def test_standard_errors_are_those_of_the_per_user_values(ml_small_data):
+    from keras_seqrec.evaluation import ranking_standard_errors
+
+    ranks = np.array([0, 0, 1, 3, 20, 2])
+    se = ranking_standard_errors(ranks, ks=[2])
+    hits = np.array([1, 1, 1, 0, 0, 0], float)
+    ndcg = np.array([1, 1, 1 / np.log2(3), 0, 0, 0])
+    assert se["hr@2_se"] == pytest.approx(hits.std(ddof=1) / np.sqrt(6))
+    assert se["ndcg@2_se"] == pytest.approx(ndcg.std(ddof=1) / np.sqrt(6))
+    pop = PopularityBaseline(ml_small_data)
+    plain = evaluate_recommender(pop, ml_small_data, ks=[10])
+    with_se = evaluate_recommender(pop, ml_small_data, ks=[10], standard_errors=True)
+    assert "ndcg@10_se" not in plain and set(with_se) - set(plain) == {
+        "hr@10_se", "ndcg@10_se", "mrr@10_se"}
+    assert 0 < with_se["ndcg@10_se"] < with_se["ndcg@10"]  # a real, nonzero spread
+
+
 def test_padding_is_never_in_the_top_k():
     scores = np.array([[1e9, 0.0, 0.1, 0.2], [np.inf, 3.0, 2.0, 1.0]])
     top = top_k_items(scores, 10)
