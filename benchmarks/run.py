@@ -105,9 +105,7 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
             fit_args["optimizer"] = optimizer(fit_args["learning_rate"], **adam)
         plateau = fit_args.pop("lr_plateau_patience", None)
         if plateau is not None:  # halve the learning rate when validation stalls
-            fit_args["callbacks"] = [keras.callbacks.ReduceLROnPlateau(
-                monitor="val_ndcg@10", mode="max", factor=0.5, patience=plateau,
-                min_lr=fit_args["learning_rate"] / 64, verbose=VERBOSE)]
+            fit_args.update(learning_rate_schedule="plateau", plateau_patience=plateau)
         history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
                                   exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start

@@ -167,13 +167,13 @@ def _check_train_args(args) -> None:
         check_training_arguments(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             early_stopping_patience=args.patience, validation_metric=args.validation_metric,
-            num_negatives=args.num_negatives,
+            num_negatives=args.num_negatives, plateau_patience=args.plateau_patience,
         )
     except ValueError as error:  # name the flag rather than the Python argument
         message = str(error)
         for arg, flag in (("early_stopping_patience", "patience"), ("num_negatives", None),
                           ("learning_rate", None), ("batch_size", None), ("epochs", None),
-                          ("validation_metric", None)):
+                          ("validation_metric", None), ("plateau_patience", None)):
             message = message.replace(f"`{arg}`", "--" + (flag or arg).replace("_", "-"))
         raise CliError(message) from None
 
@@ -254,7 +254,8 @@ def cmd_train(args) -> int:
         history = fit_recommender(
             model, data, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, loss=loss,
-            validation_metric=args.validation_metric,
+            learning_rate_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
+            plateau_patience=args.plateau_patience, validation_metric=args.validation_metric,
             early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
             checkpoint_dir=os.path.join(args.output, "checkpoints"),
             tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
@@ -294,6 +295,9 @@ def cmd_train(args) -> int:
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
             "stopped_by": history.stopped_by,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "learning_rate_schedule": args.lr_schedule,
+            **({"plateau_patience": args.plateau_patience} if args.lr_schedule == "plateau"
+               else {}),
             "validation_metric": args.validation_metric, "seed": args.seed,
             "loss": loss.get_config(),
             "seconds": round(train_seconds, 1),
@@ -470,9 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=40)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--learning-rate", type=float, default=5e-3)
+    g.add_argument("--lr-schedule", default="constant", choices=("constant", "plateau", "cosine"),
+                   help="plateau: halve the rate when validation stalls for --plateau-patience "
+                        "epochs; cosine: anneal it over the run (over --time-limit when given)")
+    g.add_argument("--plateau-patience", type=int, default=2)
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     g.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
-                   help="start no new epoch after this many minutes (the best epoch is kept)")
+                   help="start no epoch that would end after this many minutes (the best "
+                        "epoch is kept)")
     g.add_argument("--validation-metric", default="ndcg@10")
     g.add_argument("--loss", default="softmax",
                    choices=("softmax", "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max"),

@@ -274,10 +274,14 @@ def _check_positive(name: str, value, integer: bool = False) -> None:
         raise ValueError(f"`{name}` must be {kind}; got {value!r}.")
 
 
+LEARNING_RATE_SCHEDULES = (None, "plateau", "cosine")
+
+
 def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
                              early_stopping_patience=1, time_limit=None,
                              validation_metric="ndcg@10", num_negatives=None,
-                             num_items=None) -> None:
+                             num_items=None, learning_rate_schedule=None,
+                             plateau_patience=1) -> None:
     """Raise `ValueError` naming the first bad training argument (the CLI calls this before
     it loads any data; `fit_recommender` calls it too).
 
@@ -298,6 +302,11 @@ def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
             raise ValueError(
                 f"`time_limit` must be a positive number of seconds; got {time_limit!r}.")
     _parse_metric(validation_metric)
+    if learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+        raise ValueError(f"`learning_rate_schedule` must be one of "
+                         f"{', '.join(map(repr, LEARNING_RATE_SCHEDULES))}; got "
+                         f"{learning_rate_schedule!r}.")
+    _check_positive("plateau_patience", plateau_patience, integer=True)
     if num_negatives is not None:
         _check_positive("num_negatives", num_negatives, integer=True)
         if num_items is not None and num_negatives >= num_items:
@@ -315,6 +324,8 @@ def fit_recommender(
     epochs: int = 20,
     batch_size: int = 128,
     learning_rate: Optional[float] = None,
+    learning_rate_schedule: Optional[str] = None,
+    plateau_patience: int = 2,
     optimizer: Optional[keras.optimizers.Optimizer] = None,
     loss="softmax",
     validation_metric: str = "ndcg@10",
@@ -352,6 +363,15 @@ def fit_recommender(
         batch_size: sequences per step.
         learning_rate: Adam's learning rate (default 1e-3). With an `optimizer` it may be
             left out; given, it must equal the optimizer's own.
+        learning_rate_schedule: None keeps the rate constant. "plateau" halves it whenever
+            `validation_metric` has not improved for `plateau_patience` epochs (down to 1/64
+            of the start; the Amazon Beauty and ML-1M SASRec results train so). "cosine"
+            anneals it from `learning_rate` to 1/100 of it along a half cosine over the whole
+            run: over `time_limit` seconds of wall clock when one is given (budgeted training:
+            the best model this many minutes buy, `benchmarks/SPEED.md`), else over `epochs`.
+            Early stopping still applies. A wall-clock schedule resumed from a checkpoint
+            starts its clock again; the others resume exactly.
+        plateau_patience: epochs without improvement before "plateau" halves the rate.
         optimizer: a Keras optimizer to use instead of Adam.
         loss: a name from `keras_seqrec.losses.LOSSES` ("softmax", the default full softmax
             cross-entropy; "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max") or a loss
@@ -373,9 +393,10 @@ def fit_recommender(
             `kill -9`, resumes from the last finished epoch and ends with the same weights and
             metrics as an uninterrupted run. A state left by a different run is an error,
             never resumed. A finished run removes its state.
-        time_limit: wall-clock seconds of this call; no new epoch starts once they have
-            passed (the epoch running then finishes and is validated, and the best epoch is
-            still restored).
+        time_limit: wall-clock seconds of this call; no new epoch starts that, at the pace
+            of the epochs so far (validation included; the first, which traces, only when it
+            is the only one), would end after them. The first epoch always runs, and the best
+            epoch is still restored.
         seed: seeds Python, NumPy and the backend (dropout, shuffling). Initial weights are
             drawn when the model is built: call `keras.utils.set_random_seed(seed)` before
             `build_model` for a fully reproducible run (the CLI does).
@@ -408,10 +429,15 @@ def fit_recommender(
                          f"({own_rate:g}); pass one.")
     if learning_rate is None:
         learning_rate = 1e-3 if own_rate is None else own_rate
+    if learning_rate_schedule is not None and optimizer is not None \
+            and not hasattr(optimizer.learning_rate, "assign"):
+        raise ValueError(f"The optimizer has its own learning-rate schedule; leave out "
+                         f"`learning_rate_schedule={learning_rate_schedule!r}`.")
     check_training_arguments(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         early_stopping_patience=early_stopping_patience, time_limit=time_limit,
-        validation_metric=validation_metric,
+        validation_metric=validation_metric, learning_rate_schedule=learning_rate_schedule,
+        plateau_patience=plateau_patience,
         num_negatives=getattr(loss, "num_negatives", None) if getattr(loss, "sampled", False)
         else None, num_items=data.num_items,
     )
@@ -451,6 +477,8 @@ def fit_recommender(
             "validation_metric": validation_metric,
             "early_stopping_patience": early_stopping_patience,
             "exclude_seen": bool(exclude_seen), "restore_best": bool(restore_best),
+            "learning_rate_schedule": learning_rate_schedule,
+            "plateau_patience": plateau_patience if learning_rate_schedule == "plateau" else None,
         }
         checkpoint = _Checkpoint(os.fspath(checkpoint_dir), _run_fingerprint(
             model, data, settings), train_model, validation, timer)
@@ -468,6 +496,13 @@ def fit_recommender(
     train, steps = as_fit_input(batches)
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
+    if learning_rate_schedule == "plateau":  # after validation: it reads val_*
+        all_callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=f"val_{validation_metric}", mode="max", factor=0.5,
+            patience=plateau_patience, min_lr=learning_rate / 64, verbose=min(verbose, 1)))
+    elif learning_rate_schedule == "cosine":
+        all_callbacks.append(_CosineLearningRate(learning_rate, epochs=epochs, steps=steps,
+                                                 seconds=time_limit))
     if checkpoint is not None:
         all_callbacks.append(checkpoint)
     if tensorboard_dir:
@@ -574,9 +609,41 @@ def sampled_training_model(model: keras.Model, loss, log_q=None) -> keras.Model:
     return keras.Model(inputs, scores, name=f"{model.name}_sampled_training")
 
 
+class _CosineLearningRate(keras.callbacks.Callback):
+    """Set the optimizer's rate before every step along a half cosine from `peak` to
+    `peak / 100`: over `seconds` of wall clock since training began, or else over
+    `epochs * steps` steps (a function of the epoch and step only, so a resumed run follows
+    the same rates)."""
+
+    def __init__(self, peak: float, *, epochs: int, steps: int,
+                 seconds: Optional[float] = None):
+        super().__init__()
+        self.peak, self.epochs, self.steps, self.seconds = peak, epochs, steps, seconds
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._began = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def rate(self, progress: float) -> float:
+        floor = self.peak / 100
+        return floor + (self.peak - floor) * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.seconds is not None:
+            progress = (time.perf_counter() - self._began) / self.seconds
+        else:
+            progress = (self._epoch * self.steps + batch) / (self.epochs * self.steps)
+        self.model.optimizer.learning_rate.assign(self.rate(progress))
+
+
 class _EpochTimer(keras.callbacks.Callback):
     """Wall-clock seconds of each epoch's training steps (validation excluded); stops training
-    at the end of the epoch during which `time_limit` seconds (since training began) passed."""
+    before an epoch that would end after `time_limit` seconds (since training began), judged by
+    the longest epoch so far with its validation (leaving out the first, which traces, once
+    there are others)."""
 
     def __init__(self, time_limit: Optional[float] = None, verbose: int = 0):
         super().__init__()
@@ -584,6 +651,7 @@ class _EpochTimer(keras.callbacks.Callback):
         self.time_limit = time_limit
         self.verbose = verbose
         self.out_of_time = False
+        self._durations = []  # whole epochs, validation included
 
     def on_train_begin(self, logs=None):
         self._began = time.perf_counter()
@@ -595,12 +663,15 @@ class _EpochTimer(keras.callbacks.Callback):
         self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.times.append(getattr(self, "_last", time.perf_counter()) - self._start)
-        elapsed = time.perf_counter() - self._began
-        if self.time_limit is not None and elapsed >= self.time_limit \
+        now = time.perf_counter()
+        self.times.append(getattr(self, "_last", now) - self._start)
+        self._durations.append(now - self._start)  # validation ran before this callback
+        elapsed = now - self._began
+        pace = max(self._durations[1:] or self._durations)
+        if self.time_limit is not None and elapsed + pace > self.time_limit \
                 and not self.model.stop_training:
             self.model.stop_training = True
             self.out_of_time = True
             if self.verbose:
-                print(f"\nStopping: the time limit of {self.time_limit:g} s has passed "
-                      f"({elapsed:.0f} s, {epoch + 1} epochs).")
+                print(f"\nStopping: another epoch (about {pace:.0f} s) would pass the time "
+                      f"limit of {self.time_limit:g} s ({elapsed:.0f} s, {epoch + 1} epochs).")

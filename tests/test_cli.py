@@ -71,7 +71,7 @@ def test_train_with_a_sampled_loss(tmp_path, capsys):
         "train", "--model", "gru4rec", "--epochs", "5", "--hidden-dim", "8",
         "--min-item-interactions", "20", "--max-len", "20", "--output", str(run),
         "--verbose", "0", "--loss", "bpr_max", "--num-negatives", "16", "--time-limit", "1e-6",
-        "--param", "embedding_dropout=0.3",
+        "--param", "embedding_dropout=0.3", "--lr-schedule", "plateau", "--plateau-patience", "3",
     ]) == 0
     model = keras.saving.load_model(run / "model.keras", compile=False)
     assert model.get_layer("embedding_dropout").rate == 0.3
@@ -82,10 +82,14 @@ def test_train_with_a_sampled_loss(tmp_path, capsys):
     assert record["training"]["epochs_run"] == 1
     assert record["training"]["loss"]["name"] == "bpr_max"
     assert record["training"]["loss"]["num_negatives"] == 16
+    assert record["training"]["learning_rate_schedule"] == "plateau"
+    assert record["training"]["plateau_patience"] == 3
     capsys.readouterr()
     assert cli.main(["train", "--num-negatives", "4", "--epochs", "1", "--output",
                      str(tmp_path / "x")]) == 2
     assert "sampled losses only" in one_error_line(capsys)
+    assert cli.main(["train", "--plateau-patience", "0", "--output", str(tmp_path / "y")]) == 2
+    assert "--plateau-patience must be an integer >= 1" in one_error_line(capsys)
 
 
 def test_train_param_errors_name_the_bad_hyperparameter(tmp_path, capsys):

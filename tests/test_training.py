@@ -74,6 +74,29 @@ def test_time_limit_finishes_the_running_epoch_then_stops(toy_data):
         fit_recommender(model, toy_data, time_limit=0, verbose=0)
 
 
+def test_time_limit_starts_no_epoch_that_would_end_after_it(monkeypatch):
+    # A fake clock: a 40 s first epoch (it traces), then 25 s epochs, a 100 s limit. After
+    # the third epoch (90 s) another would end at 115 s, so training stops there.
+    import types
+
+    from keras_seqrec import training
+
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    timer = training._EpochTimer(time_limit=100)
+    timer.set_model(types.SimpleNamespace(stop_training=False))
+    timer.on_train_begin()
+    stopped_after = None
+    for epoch, seconds in enumerate([40, 25, 25, 25, 25]):
+        timer.on_epoch_begin(epoch)
+        clock[0] += seconds
+        timer.on_epoch_end(epoch)
+        if timer.model.stop_training:
+            stopped_after = epoch + 1
+            break
+    assert stopped_after == 3 and timer.out_of_time and clock[0] == 90
+
+
 def test_callbacks_see_validation_metrics_and_can_lower_the_learning_rate(toy_data):
     # The recipe behind the Beauty SASRec result: halve the rate when val NDCG@10 stalls.
     model = tiny(toy_data)
@@ -83,6 +106,34 @@ def test_callbacks_see_validation_metrics_and_can_lower_the_learning_rate(toy_da
     fit_recommender(model, toy_data, epochs=3, learning_rate=1e-9, early_stopping_patience=10,
                     callbacks=[plateau], verbose=0)
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-9 / 4, rel=1e-5)
+
+
+def test_built_in_schedules_plateau_halves_and_cosine_anneals_per_step(toy_data):
+    model = tiny(toy_data)
+    fit_recommender(model, toy_data, epochs=3, learning_rate=1e-9, early_stopping_patience=10,
+                    learning_rate_schedule="plateau", plateau_patience=1, verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-9 / 4, rel=1e-5)
+
+    class Rates(keras.callbacks.Callback):  # runs after the schedule has set this step's rate
+        rates = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+    model = tiny(toy_data)
+    fit_recommender(model, toy_data, epochs=3, learning_rate=0.01, early_stopping_patience=10,
+                    learning_rate_schedule="cosine", callbacks=[Rates()], verbose=0)
+    rates = np.array(Rates.rates)
+    progress = np.arange(len(rates)) / len(rates)  # epochs * steps, step by step
+    want = 1e-4 + (0.01 - 1e-4) * 0.5 * (1 + np.cos(np.pi * progress))
+    np.testing.assert_allclose(rates, want, rtol=1e-5)
+    assert rates[0] == pytest.approx(0.01) and rates[-1] < 0.001
+    with pytest.raises(ValueError, match="learning_rate_schedule.*None, 'plateau', 'cosine'"):
+        fit_recommender(model, toy_data, learning_rate_schedule="linear", verbose=0)
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+    with pytest.raises(ValueError, match="its own learning-rate schedule"):
+        fit_recommender(model, toy_data, optimizer=keras.optimizers.Adam(schedule),
+                        learning_rate_schedule="cosine", verbose=0)
 
 
 def seeded_tiny(data, seed=0, **kwargs):
