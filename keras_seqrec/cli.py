@@ -126,12 +126,19 @@ def parse_param(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _cell(metrics: dict, key: str) -> str:
+    """A metric with its standard error over users when there is one: "0.0504 +- 0.0031"."""
+    se = metrics.get(f"{key}_se")
+    return f"{metrics[key]:.4f}" + ("" if se is None else f" +- {se:.4f}")
+
+
 def _metrics_table(rows: list[tuple[str, str, dict]], ks=(10,)) -> str:
-    """Rows of (model, split, metrics) as an aligned text table."""
+    """Rows of (model, split, metrics) as an aligned text table (HR, NDCG and MRR with their
+    standard errors over users)."""
     header = ["model", "split"] + [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR", "Cov")]
     lines = [header]
     for name, split, metrics in rows:
-        lines.append([name, split] + [f"{metrics[f'{m}@{k}']:.4f}" for k in ks
+        lines.append([name, split] + [_cell(metrics, f"{m}@{k}") for k in ks
                                       for m in ("hr", "ndcg", "mrr", "coverage")])
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
@@ -143,7 +150,8 @@ def _evaluate_all(models: dict, data, exclude_seen: bool, ks=(10,)):
     rows, results = [], {}
     for split in ("validation", "test"):
         for name, model in models.items():
-            metrics = evaluate_recommender(model, data, split, ks=ks, exclude_seen=exclude_seen)
+            metrics = evaluate_recommender(model, data, split, ks=ks, exclude_seen=exclude_seen,
+                                           standard_errors=True)
             rows.append((name, split, metrics))
             results.setdefault(name, {})[split] = metrics
     return rows, results

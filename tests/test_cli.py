@@ -52,7 +52,9 @@ def test_train_evaluate_export_recommend(tmp_path, capsys):
     assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10", "--exclude-seen"]) == 0
     table = capsys.readouterr().out
     gru_test = [line for line in table.splitlines() if line.startswith("gru ")][-1]
-    assert f"{record['metrics']['gru']['test']['ndcg@10']:.4f}" in gru_test
+    gru = record["metrics"]["gru"]["test"]
+    assert f"{gru['ndcg@10']:.4f} +- {gru['ndcg@10_se']:.4f}" in gru_test  # with its uncertainty
+    assert 0.0 < gru["ndcg@10_se"] < 0.05
 
     export_dir = tmp_path / "saved" / "gru"
     assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir)]) == 0
