@@ -127,7 +127,7 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def _cell(metrics: dict, key: str) -> str:
-    """A metric with its standard error over users when there is one: "0.0504 +- 0.0031"."""
+    """A metric with its standard error over users when there is one: "value +- se"."""
     se = metrics.get(f"{key}_se")
     return f"{metrics[key]:.4f}" + ("" if se is None else f" +- {se:.4f}")
 
