@@ -223,8 +223,8 @@ def bench_data(args):
 # Time to quality: SASRec on 2 CPU cores, wall clock including validation. Settings are those
 # of the committed accuracy results (benchmarks/results/<dataset>/sasrec_exclude_seen*.json).
 QUALITY = {
-    "ml-1m": dict(minutes=20.0, test_ndcg10=0.180, max_len=200, dropout=0.2),
-    "amazon-beauty": dict(minutes=8.0, test_ndcg10=0.055, max_len=50, dropout=0.5),
+    "ml-1m": dict(minutes=20.0, test_ndcg10=0.180, dropout=0.2),
+    "amazon-beauty": dict(minutes=8.0, test_ndcg10=0.055, dropout=0.5),
 }
 
 
@@ -241,13 +241,12 @@ def bench_quality(args):
     from keras_seqrec.evaluation import evaluate_recommender
     from keras_seqrec.training import fit_recommender
 
+    from run import DATASETS, load  # the accuracy benchmark's files and preparation
+
     spec = QUALITY[args.dataset]
     seconds = spec["minutes"] * 60
     start = time.perf_counter()
-    file = {"ml-1m": ("ml-1m", "ml-1m.txt.gz"), "amazon-beauty": ("amazon-beauty", "Beauty.txt")}
-    log = ks.datasets.read_sequences(os.path.join(args.data_dir or SHARED,
-                                                  *file[args.dataset]))
-    data = ks.prepare(log, max_len=spec["max_len"])
+    data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset])
     keras.utils.set_random_seed(0)
     model = ks.build_model("sasrec", data.num_items, data.max_len, dropout=spec["dropout"])
 
@@ -283,7 +282,7 @@ def bench_quality(args):
                  else f"sampled softmax, {args.num_negatives} negatives"),
         "batch_size": args.batch_size,
         "dropout": spec["dropout"],
-        "max_len": spec["max_len"],
+        "max_len": data.max_len,
         "epochs": len(history.history["loss"]),
         "best_epoch": history.best_epoch + 1,
         "validation_ndcg@10_per_epoch": [round(v, 5) for v in history.history["val_ndcg@10"]],
