@@ -2,10 +2,13 @@
 
 import os as _os
 
-# Quiet TensorFlow C++ start-up chatter unless the user asked for it.
+# TensorFlow's INFO lines after start-up obey this; the lines it prints while loading do not, so
+# the backend is imported inside `quiet_native_startup`, which drops only those (see _startup.py).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras as _keras  # noqa: E402
+from keras_seqrec._startup import import_keras as _import_keras  # noqa: E402
+
+_keras = _import_keras()
 
 if int(_keras.__version__.split(".")[0]) < 3:  # pragma: no cover
     raise ImportError(

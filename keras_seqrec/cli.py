@@ -8,8 +8,6 @@ import os
 import sys
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

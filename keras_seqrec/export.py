@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import Vocabulary
+from keras_seqrec._startup import import_tensorflow
 
 PathLike = Union[str, os.PathLike]
 CARD = "model_card.json"
@@ -37,7 +38,7 @@ def _next_version(export_dir: str) -> int:
 def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: bool,
                     item_counts: Optional[np.ndarray], jit_compile: bool = False):
     """The export archive: `serving_default` and `score_all`, over raw string ids."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from keras_seqrec.models.common import last_position_model, model_max_len
 
@@ -117,7 +118,7 @@ def _warmup_requests(path: str, model_name: str, max_len: int) -> bool:
     """Write TF Serving warm-up requests (PredictionLog TFRecords); False if the protos are
     missing (install `tensorflow-serving-api`)."""
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     except ImportError:
         warnings.warn("tensorflow-serving-api is not installed: no warm-up requests written.")
@@ -310,7 +311,7 @@ def _versions() -> dict:
 
     out = {"keras_seqrec": keras_seqrec.__version__, "keras": keras.__version__}
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         out["tensorflow"] = tf.__version__
     except ImportError:  # pragma: no cover
@@ -345,7 +346,7 @@ class Recommender:
     """
 
     def __init__(self, path: PathLike):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self.path = latest_version(path)
         self._loaded = tf.saved_model.load(self.path)
@@ -366,7 +367,7 @@ class Recommender:
         A row is shorter than `k` when fewer than `k` unseen items remain; it never holds
         padding or an item of the history.
         """
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         k = self.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.top_k:

@@ -1,11 +1,8 @@
 """Shared fixtures: paths of the real datasets beside the project, skipped when absent."""
 
-import os
 import pathlib
 
 import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -7,6 +7,8 @@ import math
 import keras
 import numpy as np
 
+from keras_seqrec._startup import import_tensorflow
+
 
 def make_training_dataset(
     inputs: np.ndarray,
@@ -20,7 +22,7 @@ def make_training_dataset(
 
     The last partial batch is kept: no training example is dropped.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
@@ -200,7 +202,7 @@ def as_fit_input(batches):
     wait 6-50 s on ML-1M SASRec (`benchmarks/SPEED.md`)."""
     if keras.backend.backend() != "tensorflow":
         return batches, None
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def generate():
         for i in range(len(batches)):
