@@ -120,18 +120,25 @@ def test_temporal_split_targets_after_cut_with_earlier_history_only():
     assert data.info["split"]["targets_dropped_without_history"] == 1
 
 
-def test_training_dataset_batches_everything_and_shuffles_with_seed():
+def test_training_batches_hold_every_pair_once_and_shuffle_with_the_seed():
     log = from_dataframe(pd.DataFrame({"user": np.repeat(np.arange(10), 5),
-                                       "item": np.tile(np.arange(5), 10),
+                                       "item": (np.repeat(np.arange(10), 5)
+                                                + np.tile(np.arange(5), 10)) % 7,
                                        "timestamp": np.tile(np.arange(5), 10)}))
     data = prepare(log, max_len=4)
-    ds = data.training_dataset(batch_size=3, seed=1)
-    batches = [(x.numpy(), y.numpy()) for x, y in ds]
-    assert [len(x) for x, _ in batches] == [3, 3, 3, 1]  # the last partial batch is kept
-    x = np.concatenate([b[0] for b in batches])
-    again = np.concatenate([x.numpy() for x, _ in data.training_dataset(batch_size=3, seed=1)])
-    assert x.shape == (10, 4) and x.dtype == np.int32
-    assert np.array_equal(np.sort(x, axis=0), np.sort(again, axis=0))
+
+    def rows(seed):
+        batches = data.training_batches(batch_size=3, seed=seed)
+        out = [batches[i] for i in range(len(batches))]
+        # Each batch is trimmed to its own width; pad back on the left to compare rows.
+        return out, [tuple(np.pad(r, (4 - len(r), 0))) for x, _ in out for r in x]
+
+    batches, first = rows(1)
+    assert sorted(len(x) for x, _ in batches) == [1, 3, 3, 3]  # the last partial batch is kept
+    inputs, _ = data.training_arrays()
+    assert sorted(first) == sorted(map(tuple, inputs))  # every training pair exactly once
+    assert rows(1)[1] == first and rows(2)[1] != first
+    assert all(x.dtype == np.int32 for x, _ in batches)
 
 
 def test_bucketed_widths_cover_each_batch_and_stay_few_and_tight():

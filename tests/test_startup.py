@@ -33,8 +33,10 @@ SCRIPT = r"""
 import os, warnings
 from keras_seqrec._startup import quiet_native_startup
 with quiet_native_startup():
-    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
-    os.write(2, b"I0000 00:00:1796160408.300188   12613 cudart_stub.cc:31] Could not find cuda drivers\n")
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+                b"written to STDERR\n")
+    os.write(2, b"I0000 00:00:1796160408.300188   12613 cudart_stub.cc:31] Could not find "
+                b"cuda drivers\n")
     os.write(2, b"a real native warning\n")
     warnings.warn("a python warning")
 print("done")

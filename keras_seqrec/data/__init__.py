@@ -1,6 +1,7 @@
-"""Vocabulary, sequences, splits and tf.data pipelines."""
+"""Vocabulary, sequences, `prepare` and its splits, and the training batches."""
 
-from keras_seqrec.data.dataset import EvalSplit, SequenceDataset, prepare
+from keras_seqrec.data.dataset import EvalSplit, SequenceDataset
+from keras_seqrec.data.prepare import prepare
 from keras_seqrec.data.sequences import Sequences
 from keras_seqrec.data.vocabulary import PAD, Vocabulary
 

@@ -1,4 +1,4 @@
-"""Training input pipelines: a `tf.data` pipeline and length-bucketed batches for `fit`."""
+"""Training input: next-item pairs from the training sequences, and length-bucketed batches."""
 
 from __future__ import annotations
 
@@ -8,28 +8,37 @@ import keras
 import numpy as np
 
 from keras_seqrec._startup import import_tensorflow
+from keras_seqrec.data.sequences import Sequences, ranges
 
 
-def make_training_dataset(
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    *,
-    batch_size: int = 128,
-    seed: int = 0,
-    shuffle: bool = True,
-):
-    """Batches of `(inputs, targets)` from padded matrices, shuffled with `seed` every epoch.
+def training_windows(train: Sequences, max_len: int) -> Sequences:
+    """Training sequences cut into windows of at most `max_len + 1` items.
 
-    The last partial batch is kept: no training example is dropped.
+    A sequence longer than `max_len + 1` is cut from its end into windows that overlap by
+    one item, so every training item except the first of each user is a target exactly
+    once, always with up to `max_len` items of real history before it.
     """
-    tf = import_tensorflow()
+    n = train.lengths
+    # Windows per row: ceil((n - 1) / max_len) for rows with at least two items.
+    count = np.where(n >= 2, -(-(n - 1) // max_len), 0)
+    row = np.repeat(np.arange(len(n)), count)
+    end = n[row] - ranges(count) * max_len  # window j ends j * max_len items before the end
+    start = np.maximum(end - max_len - 1, 0)
+    return train.slices(row, start, end - start)
 
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
-    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
-    if shuffle:
-        ds = ds.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+def training_arrays(train: Sequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(inputs, targets)`, each `(windows, max_len)`: input `s[:-1]`, target `s[1:]`.
+
+    Built from `training_windows` and left-padded with 0; a target of 0 marks a position
+    the loss ignores (padding, or the first item of a sequence, which has no history).
+    Users with fewer than two training items give no training pair.
+    """
+    padded = training_windows(train, max_len).pad(max_len + 1)
+    inputs = padded[:, :-1]
+    targets = np.where(inputs == 0, 0, padded[:, 1:])
+    useful = (targets != 0).any(axis=1)
+    return inputs[useful], targets[useful]
 
 
 def bucket_length(length: int, max_len: int, num_buckets: int = 8) -> int:

@@ -80,7 +80,7 @@ def _register(cell: str, doc_name: str):
         )
 
     builder.__name__ = cell
-    builder.__doc__ = f"""{doc_name} next-item model: Embedding -> {doc_name} x num_layers -> item scores.
+    builder.__doc__ = f"""{doc_name} next-item model: Embedding, {doc_name} x num_layers, scores.
 
     Args:
         num_items: catalogue size without padding.
