@@ -130,9 +130,9 @@ def main(argv=None):
             times.append(time.perf_counter() - start)
         fit_seconds[name] = times[-1]
         model.set_weights(weights)
-    evaluate_recommender(model, data, "validation", ks=[10])  # trace
+    evaluate_recommender(model, data, "validation", cutoffs=[10])  # trace
     start = time.perf_counter()
-    evaluate_recommender(model, data, "validation", ks=[10])
+    evaluate_recommender(model, data, "validation", cutoffs=[10])
     validation = time.perf_counter() - start
 
     positions = int(sum((y != 0).sum() for _, y in paths["fused"][2]))

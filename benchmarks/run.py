@@ -77,7 +77,8 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     import keras
 
     import keras_seqrec as ks
-    from keras_seqrec.evaluation import BASELINES, evaluate_recommender
+    from keras_seqrec.baselines import BASELINES
+    from keras_seqrec.evaluation import evaluate_recommender
     from keras_seqrec.training import fit_recommender
 
     keras.utils.set_random_seed(seed)
@@ -110,13 +111,13 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
                                   exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
     metrics = {
-        split: evaluate_recommender(model, data, split, ks=(5, 10, 20),
+        split: evaluate_recommender(model, data, split, cutoffs=(5, 10, 20),
                                     exclude_seen=exclude_seen)
         for split in ("validation", "test")
     }
     # The same model under the other seen-items setting, for comparison with papers either way.
     alt = {
-        split: evaluate_recommender(model, data, split, ks=(10,),
+        split: evaluate_recommender(model, data, split, cutoffs=(10,),
                                     exclude_seen=not exclude_seen)
         for split in ("validation", "test")
     }
@@ -296,7 +297,7 @@ def main(argv=None):
     params = dict(args.param)
     if not args.render_only:
         import keras_seqrec as ks
-        from keras_seqrec.evaluation import BASELINES
+        from keras_seqrec.baselines import BASELINES
 
         data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset],
                           **PREPARE_EXTRA)

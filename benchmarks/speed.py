@@ -266,7 +266,7 @@ def bench_quality(args):
         learning_rate_schedule=args.schedule, plateau_patience=args.plateau,
         early_stopping_patience=1000, exclude_seen=True, callbacks=[EpochEnds()], verbose=2,
         time_limit=seconds - (time.perf_counter() - start) - args.reserve)
-    test = evaluate_recommender(model, data, "test", ks=(10,), exclude_seen=True,
+    test = evaluate_recommender(model, data, "test", cutoffs=(10,), exclude_seen=True,
                                 standard_errors=True)
     wall = time.perf_counter() - start
     ndcg = test["ndcg@10"]

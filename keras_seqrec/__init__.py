@@ -17,6 +17,7 @@ if int(_keras.__version__.split(".")[0]) < 3:  # pragma: no cover
     )
 
 from keras_seqrec import (  # noqa: E402
+    baselines,
     datasets,
     evaluation,
     export,
@@ -48,6 +49,7 @@ __all__ = [
     "Vocabulary",
     "__version__",
     "available_models",
+    "baselines",
     "build_model",
     "datasets",
     "evaluate_recommender",

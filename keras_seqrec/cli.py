@@ -130,26 +130,27 @@ def _cell(metrics: dict, key: str) -> str:
     return f"{metrics[key]:.4f}" + ("" if se is None else f" +- {se:.4f}")
 
 
-def _metrics_table(rows: list[tuple[str, str, dict]], ks=(10,)) -> str:
+def _metrics_table(rows: list[tuple[str, str, dict]], cutoffs=(10,)) -> str:
     """Rows of (model, split, metrics) as an aligned text table (HR, NDCG and MRR with their
     standard errors over users)."""
-    header = ["model", "split"] + [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR", "Cov")]
+    names = ("HR", "NDCG", "MRR", "Cov")
+    header = ["model", "split"] + [f"{m}@{k}" for k in cutoffs for m in names]
     lines = [header]
     for name, split, metrics in rows:
-        lines.append([name, split] + [_cell(metrics, f"{m}@{k}") for k in ks
+        lines.append([name, split] + [_cell(metrics, f"{m}@{k}") for k in cutoffs
                                       for m in ("hr", "ndcg", "mrr", "coverage")])
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
 
 
-def _evaluate_all(models: dict, data, exclude_seen: bool, ks=(10,)):
+def _evaluate_all(models: dict, data, exclude_seen: bool, cutoffs=(10,)):
     from keras_seqrec.evaluation import evaluate_recommender
 
     rows, results = [], {}
     for split in ("validation", "test"):
         for name, model in models.items():
-            metrics = evaluate_recommender(model, data, split, ks=ks, exclude_seen=exclude_seen,
-                                           standard_errors=True)
+            metrics = evaluate_recommender(model, data, split, cutoffs=cutoffs,
+                                           exclude_seen=exclude_seen, standard_errors=True)
             rows.append((name, split, metrics))
             results.setdefault(name, {})[split] = metrics
     return rows, results
@@ -230,7 +231,7 @@ def cmd_train(args) -> int:
     import numpy as np
 
     import keras_seqrec as ks
-    from keras_seqrec.evaluation import BASELINES
+    from keras_seqrec.baselines import BASELINES
     from keras_seqrec.training import check_training_arguments, fit_recommender
 
     loss = ks.losses.get_loss(args.loss)
@@ -340,7 +341,7 @@ def cmd_evaluate(args) -> int:
             raise CliError(f"-k must be positive integers; got {k}.")
     import keras
 
-    from keras_seqrec.evaluation import BASELINES
+    from keras_seqrec.baselines import BASELINES
 
     settings = run["dataset"]["settings"]
     args.dataset = run["dataset"]["source"]
@@ -359,8 +360,8 @@ def cmd_evaluate(args) -> int:
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
     models = {name: cls(data) for name, cls in BASELINES.items()}
     models[run["model"]] = model
-    rows, _ = _evaluate_all(models, data, args.exclude_seen, ks=tuple(args.k))
-    print(_metrics_table(rows, ks=tuple(args.k)))
+    rows, _ = _evaluate_all(models, data, args.exclude_seen, cutoffs=tuple(args.k))
+    print(_metrics_table(rows, cutoffs=tuple(args.k)))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Full-ranking evaluation (HR, NDCG, MRR, coverage @K), baselines, and `evaluate_recommender`."""
+"""Full-ranking evaluation: HR, NDCG, MRR and coverage @K with standard errors, and
+`evaluate_recommender`. The baselines it is compared against live in `baselines.py`."""
 
 from __future__ import annotations
 
@@ -49,17 +50,17 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return (candidates >= target_scores).sum(axis=1) - 1
 
 
-def ranking_metrics(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
+def ranking_metrics(ranks: np.ndarray, cutoffs: Iterable[int]) -> dict[str, float]:
     """HR@K (= Recall@K with one target), NDCG@K and MRR@K from 0-based ranks.
 
     Example:
 
-    >>> ranking_metrics(np.array([0, 1, 5]), ks=[2])  # doctest: +NORMALIZE_WHITESPACE
+    >>> ranking_metrics(np.array([0, 1, 5]), cutoffs=[2])  # doctest: +NORMALIZE_WHITESPACE
     {'hr@2': 0.6666666666666666, 'ndcg@2': 0.5436432511904858, 'mrr@2': 0.5}
     """
     ranks = np.asarray(ranks)
     out = {}
-    for k in ks:
+    for k in cutoffs:
         hit = ranks < k
         out[f"hr@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
@@ -67,19 +68,19 @@ def ranking_metrics(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
     return out
 
 
-def ranking_standard_errors(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
+def ranking_standard_errors(ranks: np.ndarray, cutoffs: Iterable[int]) -> dict[str, float]:
     """The standard error of each metric of `ranking_metrics`: the standard deviation of the
     per-example values over the square root of their number (`"hr@K_se"`, ...).
 
     Example:
 
-    >>> round(ranking_standard_errors(np.array([0, 0, 5, 5]), ks=[1])["hr@1_se"], 4)
+    >>> round(ranking_standard_errors(np.array([0, 0, 5, 5]), cutoffs=[1])["hr@1_se"], 4)
     0.2887
     """
     ranks = np.asarray(ranks)
     n = len(ranks)
     out = {}
-    for k in ks:
+    for k in cutoffs:
         hit = ranks < k
         values = {"hr": hit.astype(float), "ndcg": np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0),
                   "mrr": np.where(hit, 1.0 / (ranks + 1.0), 0.0)}
@@ -190,7 +191,7 @@ def evaluate_recommender(
     model,
     data: SequenceDataset,
     split: Union[str, EvalSplit] = "test",
-    ks: Sequence[int] = (5, 10, 20),
+    cutoffs: Sequence[int] = (5, 10, 20),
     *,
     exclude_seen: bool = False,
     batch_size: int = 256,
@@ -208,7 +209,7 @@ def evaluate_recommender(
         model: a zoo Keras model, or a `Scorer` such as `PopularityBaseline(data)`.
         data: the prepared dataset.
         split: "validation", "test", or an `EvalSplit`.
-        ks: cut-offs.
+        cutoffs: the K of each metric@K (e.g. `(10,)` gives hr@10, ndcg@10, mrr@10).
         exclude_seen: remove items already in the user's history from the ranking. The mask
             depends on the history only: a target that repeats a history item is removed too
             and counts as a miss (the share of such examples is `repeat_targets`).
@@ -233,12 +234,13 @@ def evaluate_recommender(
     >>> log = ks.datasets.from_dataframe(pd.DataFrame(  # both users loop 1 -> 2 -> 3 -> 1
     ...     {"user": [1] * 6 + [2] * 6, "item": [1, 2, 3] * 4, "timestamp": list(range(12))}))
     >>> data = ks.prepare(log, max_len=3)
-    >>> evaluate_recommender(MarkovBaseline(data), data, ks=[1])["hr@1"]
+    >>> from keras_seqrec.baselines import MarkovBaseline
+    >>> evaluate_recommender(MarkovBaseline(data), data, cutoffs=[1])["hr@1"]
     1.0
     """
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"`ks` must be positive integers; got {ks}.")
+    cutoffs = sorted({int(k) for k in cutoffs})
+    if not cutoffs or cutoffs[0] < 1:
+        raise ValueError(f"`cutoffs` must be positive integers; got {cutoffs}.")
     eval_split = data.split(split) if isinstance(split, str) else split
     n = len(eval_split)
     if n == 0:
@@ -255,7 +257,7 @@ def evaluate_recommender(
     inputs = eval_split.inputs(data.max_len)
     rng = np.random.default_rng(seed)
     ranks = np.empty(n, dtype=np.int64)
-    covered = {k: np.zeros(data.vocabulary.size, dtype=bool) for k in ks}
+    covered = {k: np.zeros(data.vocabulary.size, dtype=bool) for k in cutoffs}
     # A Keras model scores examples of similar history lengths together, so each batch is
     # trimmed to its own longest history (`KerasScorer`) and few padded positions are
     # computed. Other scorers, and sampled ranking (its random draws follow the split's
@@ -279,77 +281,14 @@ def evaluate_recommender(
             ranks[rows] = target_ranks(scores, targets)
         else:
             ranks[rows] = _sampled_ranks(scores, targets, history, num_negatives, rng)
-        top = top_k_items(scores, ks[-1])
-        for k in ks:
+        top = top_k_items(scores, cutoffs[-1])
+        for k in cutoffs:
             covered[k][top[:, :k].ravel()] = True
-    out = ranking_metrics(ranks, ks)
+    out = ranking_metrics(ranks, cutoffs)
     if standard_errors:
-        out.update(ranking_standard_errors(ranks, ks))
-    for k in ks:
+        out.update(ranking_standard_errors(ranks, cutoffs))
+    for k in cutoffs:
         out[f"coverage@{k}"] = float(covered[k][1:].sum() / data.num_items)
     out["examples"] = n
     out["repeat_targets"] = float(repeat_targets(eval_split).mean())
     return out
-
-
-class PopularityBaseline:
-    """Scores every item by its number of interactions in the training sequences.
-
-    Example:
-
-    >>> import pandas as pd, keras_seqrec as ks
-    >>> log = ks.datasets.from_dataframe(pd.DataFrame(
-    ...     {"user": [1, 1, 1, 1], "item": [5, 5, 6, 7], "timestamp": [1, 2, 3, 4]}))
-    >>> PopularityBaseline(ks.prepare(log)).score(np.zeros((1, 2), int)).tolist()
-    [[-inf, 2.0, 0.0, 0.0]]
-    """
-
-    name = "pop"
-
-    def __init__(self, data: SequenceDataset):
-        counts = data.item_counts().astype(np.float32)
-        counts[0] = -np.inf
-        self.counts = counts
-
-    def score(self, inputs: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts, (len(inputs), len(self.counts))).copy()
-
-
-class MarkovBaseline:
-    """First-order Markov chain: counts of item-to-item transitions in training sequences.
-
-    The score of item j after a history ending in item i is `count(i -> j)`, plus the item's
-    training popularity scaled into [0, 1) so that popularity orders items with equal (often
-    zero) transition counts: a history whose last item was never followed falls back to `pop`.
-    """
-
-    name = "markov"
-
-    def __init__(self, data: SequenceDataset):
-        size = data.vocabulary.size
-        train = data.train
-        same_row = np.ones(len(train.values), dtype=bool)
-        same_row[train.offsets[1:-1] - 1] = False  # no transition across users
-        same_row[-1:] = False
-        prev = train.values[:-1][same_row[:-1]].astype(np.int64)
-        nxt = train.values[1:][same_row[:-1]].astype(np.int64)
-        pairs, counts = np.unique(prev * size + nxt, return_counts=True)
-        self._src = pairs // size
-        self._dst = pairs % size
-        self._counts = counts.astype(np.float32)
-        self._indptr = np.searchsorted(self._src, np.arange(size + 1))
-        pop = data.item_counts().astype(np.float32)
-        self._backoff = pop / (pop.max() + 1.0)
-        self._backoff[0] = -np.inf
-        self.size = size
-
-    def score(self, inputs: np.ndarray) -> np.ndarray:
-        last = np.asarray(inputs)[:, -1].astype(np.int64)
-        scores = np.broadcast_to(self._backoff, (len(last), self.size)).copy()
-        for row, item in enumerate(last):
-            lo, hi = self._indptr[item], self._indptr[item + 1]
-            scores[row, self._dst[lo:hi]] += self._counts[lo:hi]
-        return scores
-
-
-BASELINES = {"pop": PopularityBaseline, "markov": MarkovBaseline}

@@ -49,7 +49,7 @@ class RankingValidation(keras.callbacks.Callback):
 
     def __init__(self, data: SequenceDataset, *, model: Optional[keras.Model] = None,
                  metric: str = "ndcg@10", patience: int = 3,
-                 restore_best: bool = True, ks: Sequence[int] = (10,),
+                 restore_best: bool = True, cutoffs: Sequence[int] = (10,),
                  exclude_seen: bool = False, batch_size: int = 256, verbose: int = 1):
         super().__init__()
         _parse_metric(metric)
@@ -58,7 +58,7 @@ class RankingValidation(keras.callbacks.Callback):
         self.metric = metric
         self.patience = patience
         self.restore_best = restore_best
-        self.ks = sorted(set(ks) | {_parse_metric(metric)[1]})
+        self.cutoffs = sorted(set(cutoffs) | {_parse_metric(metric)[1]})
         self.exclude_seen = exclude_seen
         self.batch_size = batch_size
         self.verbose = verbose
@@ -82,8 +82,8 @@ class RankingValidation(keras.callbacks.Callback):
                   "Stopping; the best earlier epoch is kept. Lower the learning rate.")
             return
         metrics = evaluate_recommender(
-            self.target, self.data, "validation", ks=self.ks, exclude_seen=self.exclude_seen,
-            batch_size=self.batch_size,
+            self.target, self.data, "validation", cutoffs=self.cutoffs,
+            exclude_seen=self.exclude_seen, batch_size=self.batch_size,
         )
         for key, value in metrics.items():
             if key not in ("examples", "repeat_targets"):

@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
     model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=16, hidden_dim=16)
     ks.training.fit_recommender(model, data, epochs=12, batch_size=32, learning_rate=1e-2,
                                 early_stopping_patience=12, verbose=0)
-    assert evaluate_recommender(model, data, "test", ks=[1])["hr@1"] >= 0.9
+    assert evaluate_recommender(model, data, "test", cutoffs=[1])["hr@1"] >= 0.9
     print("fit_recommender ok")
 """)
 

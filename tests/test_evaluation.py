@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 
 import keras_seqrec as ks
+from keras_seqrec.baselines import MarkovBaseline, PopularityBaseline
 from keras_seqrec.data import EvalSplit, Sequences
 from keras_seqrec.evaluation import (
-    MarkovBaseline,
-    PopularityBaseline,
     evaluate_recommender,
     mask_seen,
     ranking_metrics,
@@ -28,7 +27,7 @@ def test_ranks_by_hand_with_pessimistic_ties():
     ])
     ranks = target_ranks(scores, np.array([3, 2, 2]))
     assert ranks.tolist() == [1, 3, 2]
-    m = ranking_metrics(ranks, ks=[1, 3, 10])
+    m = ranking_metrics(ranks, cutoffs=[1, 3, 10])
     assert m["hr@1"] == 0.0
     assert m["hr@3"] == pytest.approx(2 / 3)
     # NDCG@3: (1/log2(3) + 0 + 1/log2(4)) / 3 ; MRR@3: (1/2 + 0 + 1/3) / 3
@@ -90,8 +89,8 @@ class Constant:
 def test_oracle_gets_hr1_one_and_constant_model_no_better_than_chance(ml_small_data):
     data = ml_small_data
     oracle = Oracle(data.vocabulary.size, data.test.targets)
-    assert evaluate_recommender(oracle, data, "test", ks=[1], batch_size=100)["hr@1"] == 1.0
-    m = evaluate_recommender(Constant(data.vocabulary.size), data, "test", ks=[10])
+    assert evaluate_recommender(oracle, data, "test", cutoffs=[1], batch_size=100)["hr@1"] == 1.0
+    m = evaluate_recommender(Constant(data.vocabulary.size), data, "test", cutoffs=[10])
     chance = 10 / data.num_items
     assert m["hr@10"] <= chance and m["ndcg@10"] <= chance
 
@@ -100,14 +99,14 @@ def test_standard_errors_are_those_of_the_per_user_values(ml_small_data):
     from keras_seqrec.evaluation import ranking_standard_errors
 
     ranks = np.array([0, 0, 1, 3, 20, 2])
-    se = ranking_standard_errors(ranks, ks=[2])
+    se = ranking_standard_errors(ranks, cutoffs=[2])
     hits = np.array([1, 1, 1, 0, 0, 0], float)
     ndcg = np.array([1, 1, 1 / np.log2(3), 0, 0, 0])
     assert se["hr@2_se"] == pytest.approx(hits.std(ddof=1) / np.sqrt(6))
     assert se["ndcg@2_se"] == pytest.approx(ndcg.std(ddof=1) / np.sqrt(6))
     pop = PopularityBaseline(ml_small_data)
-    plain = evaluate_recommender(pop, ml_small_data, ks=[10])
-    with_se = evaluate_recommender(pop, ml_small_data, ks=[10], standard_errors=True)
+    plain = evaluate_recommender(pop, ml_small_data, cutoffs=[10])
+    with_se = evaluate_recommender(pop, ml_small_data, cutoffs=[10], standard_errors=True)
     assert "ndcg@10_se" not in plain and set(with_se) - set(plain) == {
         "hr@10_se", "ndcg@10_se", "mrr@10_se"}
     assert 0 < with_se["ndcg@10_se"] < with_se["ndcg@10"]  # a real, nonzero spread
@@ -122,7 +121,7 @@ def test_padding_is_never_in_the_top_k():
     log = ks.datasets.from_dataframe(pd.DataFrame(
         {"user": [1] * 4 + [2] * 4, "item": [1, 2, 3, 4] * 2, "timestamp": range(8)}))
     data = ks.prepare(log, max_len=3)
-    m = evaluate_recommender(Constant(data.vocabulary.size, padding_score=1e9), data, ks=[4])
+    m = evaluate_recommender(Constant(data.vocabulary.size, padding_score=1e9), data, cutoffs=[4])
     assert m["hr@4"] == 1.0  # 4 real items, K = 4: the target is always in
 
 
@@ -141,8 +140,8 @@ def test_exclude_seen_masks_the_history_whatever_the_target():
         def score(self, inputs):  # ranks items 1, 2, 3 above the test target 4
             return np.array([[-np.inf, 9.0, 8.0, 7.0, 1.0]] * len(inputs))
 
-    assert evaluate_recommender(PrefersSeen(), data, ks=[1])["hr@1"] == 0.0
-    assert evaluate_recommender(PrefersSeen(), data, ks=[1], exclude_seen=True)["hr@1"] == 1.0
+    assert evaluate_recommender(PrefersSeen(), data, cutoffs=[1])["hr@1"] == 0.0
+    assert evaluate_recommender(PrefersSeen(), data, cutoffs=[1], exclude_seen=True)["hr@1"] == 1.0
 
 
 def test_a_repeat_target_is_masked_counted_and_reported():
@@ -158,8 +157,8 @@ def test_a_repeat_target_is_masked_counted_and_reported():
             scores[:, seven] = 10.0
             return scores
 
-    plain = evaluate_recommender(LovesSeven(), data, ks=[1])
-    masked = evaluate_recommender(LovesSeven(), data, ks=[1], exclude_seen=True)
+    plain = evaluate_recommender(LovesSeven(), data, cutoffs=[1])
+    masked = evaluate_recommender(LovesSeven(), data, cutoffs=[1], exclude_seen=True)
     assert plain["repeat_targets"] == masked["repeat_targets"] == 0.5
     assert plain["hr@1"] == 0.5  # user 1's repeat is a hit when nothing is masked
     # Masked: the mask cannot know that 7 is the answer, so the repeat target is a miss.
@@ -177,7 +176,7 @@ def test_non_finite_scores_rank_last_never_first():
         def score(self, inputs):
             return np.full((len(inputs), data.vocabulary.size), np.nan, np.float32)
 
-    metrics = evaluate_recommender(Diverged(), data, ks=[2])  # 4 items: the target is last
+    metrics = evaluate_recommender(Diverged(), data, cutoffs=[2])  # 4 items: the target is last
     assert metrics["hr@2"] == 0.0 and metrics["ndcg@2"] == 0.0
 
 
@@ -185,9 +184,9 @@ def test_sampled_metrics_need_asking_and_warn(ml_small_data):
     pop = PopularityBaseline(ml_small_data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        full = evaluate_recommender(pop, ml_small_data, ks=[10])  # no warning by default
+        full = evaluate_recommender(pop, ml_small_data, cutoffs=[10])  # no warning by default
     with pytest.warns(UserWarning, match="overstate"):
-        sampled = evaluate_recommender(pop, ml_small_data, ks=[10], num_negatives=100)
+        sampled = evaluate_recommender(pop, ml_small_data, cutoffs=[10], num_negatives=100)
     assert sampled["hr@10"] > full["hr@10"]
 
 
@@ -199,8 +198,8 @@ def test_validation_never_uses_test_targets(ml_small_data):
         "test": data.test.with_targets(rng.integers(1, data.num_items + 1, len(data.test))),
     })
     for baseline in (PopularityBaseline, MarkovBaseline):
-        before = evaluate_recommender(baseline(data), data, "validation", ks=[10])
-        after = evaluate_recommender(baseline(corrupted), corrupted, "validation", ks=[10])
+        before = evaluate_recommender(baseline(data), data, "validation", cutoffs=[10])
+        after = evaluate_recommender(baseline(corrupted), corrupted, "validation", cutoffs=[10])
         assert before == after
     # And the training data does not contain any user's test target at its test position.
     rows = np.searchsorted(data.users, data.test.users)
@@ -248,7 +247,7 @@ def test_a_keras_model_scored_in_length_order_gets_each_example_its_own_rank(ml_
     scores = np.asarray(last_position_model(model).predict(inputs, verbose=0))
     scores = mask_seen(scores, split.history)
     want = ranking_metrics(target_ranks(scores, split.targets), [1, 10, 50])
-    got = evaluate_recommender(model, data, "validation", ks=[1, 10, 50], exclude_seen=True,
+    got = evaluate_recommender(model, data, "validation", cutoffs=[1, 10, 50], exclude_seen=True,
                                batch_size=64)
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key

@@ -95,5 +95,5 @@ def test_items_unseen_in_training_do_not_break_evaluation():
     model = ks.build_model("gru4rec", data.num_items, data.max_len, hidden_dim=8)
     ks.training.fit_recommender(model, data, epochs=1, verbose=0,
                                 loss=ks.losses.BPRMax(num_negatives=4, alpha=0.75))
-    metrics = evaluate_recommender(model, data, "test", ks=[10])
+    metrics = evaluate_recommender(model, data, "test", cutoffs=[10])
     assert metrics["examples"] == 30 and 0.0 <= metrics["ndcg@10"] <= 1.0

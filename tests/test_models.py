@@ -155,7 +155,7 @@ def test_learns_a_deterministic_next_item_rule(name):
     model = small_model(name, num_items=data.num_items, max_len=data.max_len, dropout=0.0)
     ks.training.fit_recommender(model, data, epochs=15, batch_size=32, learning_rate=1e-2,
                                 early_stopping_patience=15, verbose=0)
-    metrics = evaluate_recommender(model, data, "test", ks=[1])
+    metrics = evaluate_recommender(model, data, "test", cutoffs=[1])
     assert metrics["hr@1"] >= 0.9, metrics
 
 

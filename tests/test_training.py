@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import keras_seqrec as ks
-from keras_seqrec.evaluation import PopularityBaseline, evaluate_recommender
+from keras_seqrec.baselines import PopularityBaseline
+from keras_seqrec.evaluation import evaluate_recommender
 from keras_seqrec.testing import deterministic_log
 from keras_seqrec.training import fit_recommender
 
@@ -48,7 +49,7 @@ def test_history_has_validation_metrics_and_best_weights_are_restored(toy_data):
     assert history.best_score == max(val)
     assert history.best_epoch == int(np.argmax(val))
     # The restored model scores the best epoch's validation value, not the last one's.
-    again = evaluate_recommender(model, toy_data, "validation", ks=[10])["ndcg@10"]
+    again = evaluate_recommender(model, toy_data, "validation", cutoffs=[10])["ndcg@10"]
     assert again == pytest.approx(max(val))
 
 
@@ -215,7 +216,7 @@ history = ks.fit_recommender(
     early_stopping_patience=5, verbose=0, loss=loss,
     callbacks=[SigkillAt(epoch=1, batch=2)] if mode == "kill" else [])  # in epoch 2 of 3
 np.savez(out + ".npz", *model.get_weights())
-test = ks.evaluate_recommender(model, data, "test", ks=[10])
+test = ks.evaluate_recommender(model, data, "test", cutoffs=[10])
 with open(out + ".json", "w") as f:
     json.dump({"history": history.history, "test": test, "best": history.best_epoch}, f)
 """
@@ -307,7 +308,7 @@ def test_same_seed_same_metrics(toy_data):
         keras.utils.set_random_seed(3)  # the initial weights are drawn when the model is built
         model = tiny(toy_data)
         fit_recommender(model, toy_data, epochs=2, seed=3, verbose=0)
-        results.append(evaluate_recommender(model, toy_data, "test", ks=[10]))
+        results.append(evaluate_recommender(model, toy_data, "test", cutoffs=[10]))
     assert results[0] == results[1]
 
 
@@ -324,5 +325,5 @@ def test_short_training_beats_popularity_on_ml_latest_small(ml_small_data):
     model = ks.build_model("gru", data.num_items, data.max_len)
     history = fit_recommender(model, data, epochs=12, batch_size=64, learning_rate=5e-3,
                               early_stopping_patience=12, verbose=0)
-    pop = evaluate_recommender(PopularityBaseline(data), data, "validation", ks=[10])
+    pop = evaluate_recommender(PopularityBaseline(data), data, "validation", cutoffs=[10])
     assert history.best_score > 1.5 * pop["ndcg@10"], (history.history, pop)
