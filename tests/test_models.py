@@ -6,157 +6,58 @@ import pytest
 from keras import ops
 
 import keras_seqrec as ks
-from keras_seqrec.evaluation import evaluate_recommender
-from keras_seqrec.losses import SoftmaxCrossEntropy
 from keras_seqrec.models import attention_weights_model, hyperparameters
-from keras_seqrec.testing import deterministic_log
+from keras_seqrec.testing import MODEL_CHECKS, check_model, sample_batch, small_builder
 
 NUM_ITEMS, MAX_LEN = 30, 8
 
 
 def small_model(name, num_items=NUM_ITEMS, max_len=MAX_LEN, **overrides):
-    """Every model, small; required arguments (a pretrained matrix) are filled in."""
-    kwargs = {}
-    params = hyperparameters(name)
-    for key, value in (("embedding_dim", 16), ("hidden_dim", 16), ("attention_units", 8)):
-        if key in params:
-            kwargs[key] = value
-    if params.get("item_embeddings", None) is not None:  # required, no default
-        rng = np.random.default_rng(0)
-        kwargs["item_embeddings"] = rng.normal(size=(num_items + 1, 16)).astype("float32")
-    kwargs.update(overrides)
-    return ks.build_model(name, num_items, max_len, **kwargs)
+    """Every model, small (the battery's sizes; dropout at the model's default)."""
+    overrides.setdefault("dropout", hyperparameters(name).get("dropout", 0.0))
+    return small_builder(name)(num_items, max_len, **overrides)
 
 
-def batch(seed=0, n=4):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(1, NUM_ITEMS + 1, size=(n, MAX_LEN)).astype("int32")
-    x[0, :3] = 0  # left padding
-    x[1, :MAX_LEN - 1] = 0  # a single item
-    return x
-
-
+batch = sample_batch
 MODELS = ks.available_models()
-# Every model with its defaults, plus the architecture switches the defaults leave off.
-VARIANTS = [pytest.param(name, {}, id=name) for name in MODELS] + [
-    pytest.param("sasrec", {"normalized_residual": True}, id="sasrec-normalized_residual"),
-    pytest.param("sasrec", {"ffn_dim": 64}, id="sasrec-ffn_dim"),
+# Every model with its defaults, plus the architecture switches the defaults leave off, through
+# the checks of the zoo's contract; the costlier training checks run on the defaults only.
+VARIANTS = [(name, {}) for name in MODELS] + [
+    ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64})]
+CONTRACT = ["causal", "trimmed_padding_and_long_inputs", "last_position_model",
+            "keras_file_round_trip"]
+BATTERY = [
+    pytest.param(check, name, options,
+                 id=f"{check}-{name}" + "".join(f"-{k}" for k in options))
+    for check in MODEL_CHECKS
+    for name, options in (VARIANTS if check in CONTRACT else [(n, {}) for n in MODELS])
 ]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_output_shape_and_padding_gets_no_probability(name):
-    model = small_model(name)
-    logits = model(batch(), training=False)
-    assert tuple(logits.shape) == (4, MAX_LEN, NUM_ITEMS + 1)
-    assert ks.models.model_max_len(model) == MAX_LEN
-    probs = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
-    assert np.all(probs[..., 0] == 0.0)
-    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+@pytest.mark.parametrize("check, name, options", BATTERY)
+def test_model_battery(check, name, options):
+    check_model(name, checks=[check], **options)
 
 
-@pytest.mark.parametrize("name, options", VARIANTS)
-def test_causal_outputs_do_not_see_the_future(name, options):
-    model = small_model(name, **options)
-    x = batch()
-    reference = ops.convert_to_numpy(model(x, training=False))
-    for t in range(MAX_LEN - 1):
-        changed = x.copy()
-        changed[:, t + 1:] = (changed[:, t + 1:] % NUM_ITEMS) + 1  # new items after t
-        out = ops.convert_to_numpy(model(changed, training=False))
-        np.testing.assert_allclose(out[:, : t + 1], reference[:, : t + 1], rtol=1e-5, atol=1e-5)
-        assert not np.allclose(out[:, t + 1:], reference[:, t + 1:])
+def test_the_battery_catches_a_model_that_sees_the_future():
+    # A model of one's own, written on the zoo's parts, with one mistake: every position also
+    # reads the mean of the whole sequence.
+    from keras_seqrec.models import common
 
+    def leaky(num_items, max_len, embedding_dim=16):
+        item_ids, x = common.item_input(max_len)
+        embedding = common.item_embedding(num_items, embedding_dim)
+        h = embedding(x)
+        whole = keras.layers.GlobalAveragePooling1D(keepdims=True)(h)
+        h = keras.layers.Add()([h, whole])
+        return keras.Model(item_ids, common.output_head(h, embedding, True, num_items))
 
-@pytest.mark.parametrize("name, options", VARIANTS)
-def test_trimmed_padding_and_long_inputs_give_the_same_scores(name, options):
-    # Training and evaluation drop all-padding columns; longer inputs are cut to max_len.
-    model = small_model(name, **options)
-    x = batch()
-    x[:, :3] = 0  # three leading padding columns in every row
-    full = ops.convert_to_numpy(model(x, training=False))
-    trimmed = ops.convert_to_numpy(model(x[:, 3:], training=False))
-    np.testing.assert_allclose(trimmed, full[:, 3:], rtol=1e-4, atol=1e-5)
-    longer = np.concatenate([np.ones((len(x), 4), x.dtype), x], axis=1)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(model(longer, training=False)), full
-    )
-
-
-@pytest.mark.parametrize("name, options", VARIANTS)
-def test_last_position_model_scores_equal_the_last_row(name, options):
-    # Ranking and serving score through last_position_model; gru_attention's attends from the
-    # last position only, so its equality with the full model is not automatic.
-    model = small_model(name, **options)
-    x = np.concatenate([batch(), np.zeros((1, MAX_LEN), "int32")])  # + a row of padding
-    full = ops.convert_to_numpy(model(x, training=False))[:, -1]
-    last = ops.convert_to_numpy(ks.models.last_position_model(model)(x, training=False))
-    np.testing.assert_allclose(last, full, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("name, options", VARIANTS)
-def test_keras_file_round_trip_gives_identical_outputs(name, options, tmp_path):
-    model = small_model(name, **options)
-    x = batch()
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(model(x, training=False)),
-        ops.convert_to_numpy(loaded(x, training=False)),
-    )
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_training_steps_reduce_the_loss_and_train_the_tied_output(name):
-    keras.utils.set_random_seed(0)
-    model = small_model(name, dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
-    x = batch(n=16)
-    y = np.where(x == 0, 0, (x % NUM_ITEMS) + 1).astype("int32")
-    before = model.get_layer("item_embedding").get_weights()[0].copy()
-    trainable_before = [ops.convert_to_numpy(w) for w in model.trainable_weights]
-    first = model.evaluate(x, y, verbose=0)
-    model.fit(x, y, epochs=30, batch_size=16, verbose=0)
-    assert model.evaluate(x, y, verbose=0) < 0.7 * first
-    # Every trainable weight really trains (a variable captured as a constant in the
-    # functional graph, e.g. a position table, would silently stay at its initial value).
-    for var, old in zip(model.trainable_weights, trainable_before):
-        assert not np.allclose(ops.convert_to_numpy(var), old), f"{var.path} did not change"
-    after = model.get_layer("item_embedding").get_weights()[0]
-    # Items that never appear in the input can only be trained through the tied output layer.
-    absent = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), x)
-    if model.get_layer("item_embedding").trainable and "item_scores" not in [
-        layer.name for layer in model.layers
-    ] and len(absent):
-        assert not np.allclose(before[absent], after[absent])
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_mixed_bfloat16(name):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        model = small_model(name)
-        model.compile(optimizer="adam", loss=SoftmaxCrossEntropy())
-        x = batch(n=8)
-        y = np.where(x == 0, 0, (x % NUM_ITEMS) + 1).astype("int32")
-        history = model.fit(x, y, epochs=2, verbose=0)
-        assert np.isfinite(history.history["loss"]).all()
-        logits = model(x, training=False)
-        assert logits.dtype == "float32"
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_learns_a_deterministic_next_item_rule(name):
-    data = ks.prepare(deterministic_log(num_users=300, num_items=20, length=12), max_len=10)
-    keras.utils.set_random_seed(0)
-    model = small_model(name, num_items=data.num_items, max_len=data.max_len, dropout=0.0)
-    ks.training.fit_recommender(model, data, epochs=15, batch_size=32, learning_rate=1e-2,
-                                early_stopping_patience=15, verbose=0)
-    metrics = evaluate_recommender(model, data, "test", cutoffs=[1])
-    assert metrics["hr@1"] >= 0.9, metrics
+    assert check_model(leaky, checks=["output_shape_and_padding"]) == [
+        "output_shape_and_padding"]
+    with pytest.raises(AssertionError, match=r"(?s)^causal failed for leaky: .*sees items after"):
+        check_model(leaky, checks=["causal"])
+    with pytest.raises(ValueError, match="Unknown checks"):
+        check_model("gru", checks=["nope"])
 
 
 def test_sasrec_ffn_dim_sets_the_inner_width_only():
