@@ -79,36 +79,22 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     import keras_seqrec as ks
     from keras_seqrec.baselines import BASELINES
     from keras_seqrec.evaluation import evaluate_recommender
-    from keras_seqrec.training import fit_recommender
+    from keras_seqrec.training import build_and_fit
 
-    keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     history = None
     if model_name in BASELINES:
         model = BASELINES[model_name](data)
     else:
-        hyper = dict(params)
-        accepts = ks.models.hyperparameters(model_name)
-        if accepts.get("item_embeddings", None) is not None or (
-                item2vec and "item_embeddings" in accepts):
-            # Word2Vec at the requested width (the builder takes its width from the matrix).
-            width = {k: hyper.pop(k) for k in ["embedding_dim"] if k in hyper}
-            hyper["item_embeddings"], _ = ks.item2vec.train_item2vec(data, seed=seed, **width)
-        model = ks.build_model(model_name, data.num_items, data.max_len, **hyper)
         fit_args = dict(training)
-        adam = {}  # Adam settings other than Keras' defaults
-        if "adam_beta_2" in fit_args:
-            adam["beta_2"] = fit_args.pop("adam_beta_2")
-        if "weight_decay" in fit_args:  # decoupled (AdamW)
-            adam["weight_decay"] = fit_args.pop("weight_decay")
-        if adam:
-            optimizer = keras.optimizers.AdamW if "weight_decay" in adam else keras.optimizers.Adam
-            fit_args["optimizer"] = optimizer(fit_args["learning_rate"], **adam)
-        plateau = fit_args.pop("lr_plateau_patience", None)
-        if plateau is not None:  # halve the learning rate when validation stalls
-            fit_args.update(learning_rate_schedule="plateau", plateau_patience=plateau)
-        history = fit_recommender(model, data, seed=seed, verbose=VERBOSE,
-                                  exclude_seen=exclude_seen, **fit_args)
+        if "loss" in fit_args:
+            loss = ks.losses.get_loss(fit_args.pop("loss"))
+            if "num_negatives" in fit_args:
+                loss = type(loss)(**{**loss.get_config(),
+                                     "num_negatives": fit_args.pop("num_negatives")})
+            fit_args["loss"] = loss
+        model, history = build_and_fit(model_name, data, params, item2vec=item2vec, seed=seed,
+                                       verbose=VERBOSE, exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
     metrics = {
         split: evaluate_recommender(model, data, split, cutoffs=(5, 10, 20),
@@ -270,6 +256,10 @@ def main(argv=None):
     p.add_argument("--lr-plateau", type=int, default=None, metavar="EPOCHS",
                    help="halve the learning rate after this many epochs without a better "
                         "validation NDCG@10 (at most 6 times)")
+    p.add_argument("--loss", default="softmax",
+                   help="a name from keras_seqrec.losses.LOSSES (default: full softmax)")
+    p.add_argument("--num-negatives", type=int, default=None,
+                   help="negatives per step for a sampled --loss")
     p.add_argument("--patience", type=int, default=TRAINING["early_stopping_patience"])
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="per model: start no new epoch after this many minutes")
@@ -280,6 +270,8 @@ def main(argv=None):
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
     args = p.parse_args(argv)
+    if args.num_negatives is not None and args.loss == "softmax":
+        p.error("--num-negatives applies to a sampled --loss only.")
     global VERBOSE, COMMIT
     VERBOSE, COMMIT = args.verbose, _commit()
     if args.tie_break != "file":
@@ -291,7 +283,11 @@ def main(argv=None):
     if args.weight_decay is not None:
         training["weight_decay"] = args.weight_decay
     if args.lr_plateau is not None:
-        training["lr_plateau_patience"] = args.lr_plateau
+        training.update(learning_rate_schedule="plateau", plateau_patience=args.lr_plateau)
+    if args.loss != "softmax":
+        training["loss"] = args.loss
+    if args.num_negatives is not None:
+        training["num_negatives"] = args.num_negatives
     if args.time_limit:
         training["time_limit"] = args.time_limit * 60
     params = dict(args.param)

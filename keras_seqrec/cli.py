@@ -175,12 +175,14 @@ def _check_train_args(args) -> None:
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             early_stopping_patience=args.patience, validation_metric=args.validation_metric,
             num_negatives=args.num_negatives, plateau_patience=args.plateau_patience,
+            weight_decay=args.weight_decay, adam_beta_2=args.adam_beta_2,
         )
     except ValueError as error:  # name the flag rather than the Python argument
         message = str(error)
         for arg, flag in (("early_stopping_patience", "patience"), ("num_negatives", None),
                           ("learning_rate", None), ("batch_size", None), ("epochs", None),
-                          ("validation_metric", None), ("plateau_patience", None)):
+                          ("validation_metric", None), ("plateau_patience", None),
+                          ("weight_decay", None), ("adam_beta_2", "adam-beta2")):
             message = message.replace(f"`{arg}`", "--" + (flag or arg).replace("_", "-"))
         raise CliError(message) from None
 
@@ -213,9 +215,135 @@ def _claim_output(args) -> None:
     )
 
 
+def _config_defaults(path: str) -> dict:
+    """`keras-seqrec train` defaults that replay the run a result JSON describes.
+
+    Two kinds are read: the `run.json` of `keras-seqrec train` and the per-model JSON of
+    `benchmarks/run.py` (`benchmarks/results/<dataset>/<model>.json`).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except OSError as error:
+        raise CliError(f"--config {path!r} cannot be read: {error.strerror}.") from None
+    except json.JSONDecodeError as error:
+        raise CliError(f"--config {path!r} is not JSON ({error.msg}, line {error.lineno}).") \
+            from None
+    if not isinstance(result, dict):
+        raise CliError(f"--config {path!r} holds no result object.")
+    try:
+        if "protocol" in result and "training" in result:
+            return _run_json_defaults(result)
+        if "config" in result and "dataset" in result:
+            return _benchmark_json_defaults(result, path)
+    except (KeyError, TypeError) as error:
+        raise CliError(f"--config {path!r} lacks the setting {error} that a replay needs.") \
+            from None
+    raise CliError(f"--config {path!r} is neither a `keras-seqrec train` run.json nor a "
+                   "benchmarks/results JSON.")
+
+
+def _prepare_defaults(settings: dict) -> dict:
+    out = {"max_len": settings["max_len"],
+           "min_rating": -1.0 if settings.get("min_rating") is None else settings["min_rating"],
+           "min_user_interactions": settings.get("min_user_interactions", 1),
+           "min_item_interactions": settings.get("min_item_interactions", 1),
+           "keep_duplicates": not settings.get("drop_duplicates", True),
+           "tie_break": settings.get("tie_break", "file")}
+    if settings.get("split", "leave_one_out") != "leave_one_out" or settings.get("session_gap"):
+        raise CliError("the run used a split or sessions that `keras-seqrec train` does not "
+                       "offer; replay it in Python with `prepare(...)`.")
+    return out
+
+
+def _loss_defaults(config) -> dict:
+    """`--loss`/`--num-negatives` from a loss name or a loss's `get_config()`."""
+    from keras_seqrec.losses import LOSSES
+
+    if config is None:
+        return {}
+    if isinstance(config, str):
+        return {"loss": config}
+    names = {cls().get_config()["name"]: key for key, cls in LOSSES.items()}
+    key = names.get(config.get("name"), config.get("name"))
+    if key not in LOSSES:
+        raise CliError(f"the run's loss {config.get('name')!r} is not one of {sorted(LOSSES)}.")
+    default = LOSSES[key]().get_config()
+    out = {"loss": key}
+    if "num_negatives" in default and config.get("num_negatives") != default["num_negatives"]:
+        out["num_negatives"] = config["num_negatives"]
+    return out
+
+
+def _schedule_defaults(training: dict) -> dict:
+    out = {}
+    schedule = training.get("learning_rate_schedule")
+    if training.get("lr_plateau_patience") is not None:  # older benchmark JSONs
+        schedule, out["plateau_patience"] = "plateau", training["lr_plateau_patience"]
+    if schedule:
+        out["lr_schedule"] = schedule
+    if training.get("plateau_patience") is not None:
+        out["plateau_patience"] = training["plateau_patience"]
+    return out
+
+
+def _run_json_defaults(run: dict) -> dict:
+    data, training = run["dataset"], run["training"]
+    out = {"dataset": data["source"], "data_dir": data.get("data_dir"),
+           "format": data.get("format"), **_prepare_defaults(data["settings"]),
+           **data.get("columns", {}),
+           "model": run["model"], "config_params": dict(run["hyperparameters"]),
+           "item2vec": bool(run.get("item2vec_init")),
+           "batch_size": training["batch_size"], "learning_rate": training["learning_rate"],
+           "validation_metric": training["validation_metric"], "seed": training["seed"],
+           "exclude_seen": bool(run["protocol"]["exclude_seen"]),
+           **_schedule_defaults(training), **_loss_defaults(training.get("loss"))}
+    for key, dest in (("epochs", "epochs"), ("early_stopping_patience", "patience"),
+                      ("weight_decay", "weight_decay"), ("adam_beta_2", "adam_beta_2")):
+        if key in training:  # runs written before these were recorded keep the defaults
+            out[dest] = training[key]
+    if training.get("time_limit_minutes"):
+        out["time_limit"] = training["time_limit_minutes"]
+    return out
+
+
+def _benchmark_json_defaults(result: dict, path: str) -> dict:
+    from keras_seqrec import datasets
+
+    config, name = result["config"], result["dataset"]
+    training = config["training"]
+    if not training:
+        raise CliError(f"--config {path!r} is a baseline's result ({result['model']}): "
+                       "there is no training to replay.")
+    model, _, tag = result["model"].partition(" (")
+    out = {"dataset": name if name in datasets.available_datasets() else None,
+           "config_dataset": name, **_prepare_defaults(config["prepare"]),
+           "model": model, "config_params": dict(config.get("hyperparameters") or {}),
+           "item2vec": "item2vec" in tag, "seed": config.get("seed", 0),
+           "exclude_seen": bool(result["exclude_seen"]),
+           "epochs": training["epochs"], "batch_size": training["batch_size"],
+           "learning_rate": training["learning_rate"],
+           "patience": training["early_stopping_patience"],
+           **_schedule_defaults(training), **_loss_defaults(training.get("loss"))}
+    if training.get("num_negatives") is not None:
+        out["num_negatives"] = training["num_negatives"]
+    for key in ("weight_decay", "adam_beta_2"):
+        if training.get(key) is not None:
+            out[key] = training[key]
+    if training.get("time_limit"):
+        out["time_limit"] = training["time_limit"] / 60
+    return out
+
+
 def cmd_train(args) -> int:
     import time
 
+    if args.dataset is None:  # a replayed benchmark run on a dataset that has no name here
+        raise CliError(
+            f"the replayed run was trained on {args.config_dataset!r}, which keras-seqrec "
+            "cannot load by name; pass --dataset with the path of its file (benchmarks/run.py "
+            "reads ../shared/data/amazon-beauty/Beauty.txt and ../shared/data/ml-1m/"
+            "ml-1m.txt.gz).")
     _check_train_args(args)
     hyper = dict(args.param)
     flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
@@ -225,6 +353,7 @@ def cmd_train(args) -> int:
         raise CliError(f"{key} is given twice, as --{key.replace('_', '-')} and as "
                        f"--param {key}=...; keep one.")
     hyper.update(flags)
+    hyper = {**args.config_params, **hyper}  # a replayed run's, unless given again here
     _claim_output(args)
 
     import keras
@@ -232,7 +361,7 @@ def cmd_train(args) -> int:
 
     import keras_seqrec as ks
     from keras_seqrec.baselines import BASELINES
-    from keras_seqrec.training import check_training_arguments, fit_recommender
+    from keras_seqrec.training import build_and_fit, check_training_arguments
 
     loss = ks.losses.get_loss(args.loss)
     if args.num_negatives is not None:
@@ -246,26 +375,21 @@ def cmd_train(args) -> int:
         except ValueError as error:
             raise CliError(str(error).replace("`num_negatives`", "--num-negatives")) from None
     print(data)
-    params = ks.models.hyperparameters(args.model)
-    if "item_embeddings" in params:
-        if params["item_embeddings"] is not None or args.item2vec:
-            print("Training item2vec embeddings on the training sequences...")
-            matrix, _ = ks.item2vec.train_item2vec(
-                data, embedding_dim=hyper.pop("embedding_dim", 64), seed=args.seed
-            )
-            hyper["item_embeddings"] = matrix
-    keras.utils.set_random_seed(args.seed)
-    model = ks.build_model(args.model, data.num_items, data.max_len, **hyper)
+    accepts = ks.models.hyperparameters(args.model)
+    if "item_embeddings" in accepts and (accepts["item_embeddings"] is not None or args.item2vec):
+        print("Training item2vec embeddings on the training sequences...")
     start = time.perf_counter()
     try:
-        history = fit_recommender(
-            model, data, epochs=args.epochs, batch_size=args.batch_size,
+        model, history = build_and_fit(
+            args.model, data, hyper, item2vec=args.item2vec, seed=args.seed,
+            epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, loss=loss,
             learning_rate_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
-            plateau_patience=args.plateau_patience, validation_metric=args.validation_metric,
+            plateau_patience=args.plateau_patience, weight_decay=args.weight_decay,
+            adam_beta_2=args.adam_beta_2, validation_metric=args.validation_metric,
             early_stopping_patience=args.patience, exclude_seen=args.exclude_seen,
             checkpoint_dir=os.path.join(args.output, "checkpoints"),
-            tensorboard_dir=args.tensorboard_dir, seed=args.seed, verbose=args.verbose,
+            tensorboard_dir=args.tensorboard_dir, verbose=args.verbose,
             time_limit=args.time_limit * 60 if args.time_limit else None,
         )
     except FloatingPointError as error:  # diverged before any epoch could be kept
@@ -294,15 +418,22 @@ def cmd_train(args) -> int:
               "are those of the best earlier epoch. Lower --learning-rate.", file=sys.stderr)
     run = {
         "model": args.model,
-        "hyperparameters": {k: v for k, v in hyper.items() if k != "item_embeddings"},
-        "item2vec_init": "item_embeddings" in hyper,
+        "hyperparameters": hyper,
+        "item2vec_init": "item_embeddings" in accepts and (
+            accepts["item_embeddings"] is not None or args.item2vec),
         "dataset": {"source": args.dataset, "data_dir": args.data_dir,
-                    "format": args.format, **data.describe()},
+                    "format": args.format,
+                    "columns": {k: getattr(args, k) for k in
+                                ("user_col", "item_col", "time_col", "rating_col")},
+                    **data.describe()},
         "training": {
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
             "stopped_by": history.stopped_by,
+            "epochs": args.epochs, "early_stopping_patience": args.patience,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "learning_rate_schedule": args.lr_schedule,
+            "weight_decay": args.weight_decay, "adam_beta_2": args.adam_beta_2,
+            "time_limit_minutes": args.time_limit,
             **({"plateau_patience": args.plateau_patience} if args.lr_schedule == "plateau"
                else {}),
             "validation_metric": args.validation_metric, "seed": args.seed,
@@ -451,7 +582,7 @@ def cmd_recommend(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-seqrec",
         description="Sequential recommendation with Keras: prepare data, train, evaluate.",
@@ -485,6 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plateau: halve the rate when validation stalls for --plateau-patience "
                         "epochs; cosine: anneal it over the run (over --time-limit when given)")
     g.add_argument("--plateau-patience", type=int, default=2)
+    g.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW) when above 0")
+    g.add_argument("--adam-beta2", dest="adam_beta_2", type=float, default=0.999,
+                   help="Adam's second-moment decay (the SASRec paper used 0.98)")
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     g.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="start no epoch that would end after this many minutes (the best "
@@ -505,7 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true",
                    help="empty an existing --output folder first (its earlier run is lost)")
     g.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
-    p.set_defaults(func=cmd_train)
+    g.add_argument("--config", default=None, metavar="RESULT.json",
+                   help="replay a run: take every data, model and training setting from a "
+                        "run.json of `keras-seqrec train` or a benchmarks/results JSON; flags "
+                        "given beside it override its values")
+    p.set_defaults(**{"func": cmd_train, "config_params": {}, "config_dataset": None,
+                      **(train_defaults or {})})
 
     p = sub.add_parser("evaluate", help="evaluate a trained run folder against the baselines")
     _add_data_args(p)
@@ -557,11 +697,13 @@ def _raised_on_purpose(error: BaseException) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; a mistake in the input prints one `error: ...` line and returns 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "output", "unset") is None:
-        args.output = os.path.join("runs", args.model)
+    args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            # Parse again with the replayed run's settings as defaults: explicit flags win.
+            args = build_parser(_config_defaults(args.config)).parse_args(argv)
+        if getattr(args, "output", "unset") is None:
+            args.output = os.path.join("runs", args.model)
         return args.func(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -281,7 +281,8 @@ def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
                              early_stopping_patience=1, time_limit=None,
                              validation_metric="ndcg@10", num_negatives=None,
                              num_items=None, learning_rate_schedule=None,
-                             plateau_patience=1) -> None:
+                             plateau_patience=1, weight_decay=0.0,
+                             adam_beta_2=0.999) -> None:
     """Raise `ValueError` naming the first bad training argument (the CLI calls this before
     it loads any data; `fit_recommender` calls it too).
 
@@ -307,6 +308,12 @@ def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
                          f"{', '.join(map(repr, LEARNING_RATE_SCHEDULES))}; got "
                          f"{learning_rate_schedule!r}.")
     _check_positive("plateau_patience", plateau_patience, integer=True)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+            or not 0.0 <= weight_decay < float("inf"):
+        raise ValueError(f"`weight_decay` must be a finite number >= 0; got {weight_decay!r}.")
+    if isinstance(adam_beta_2, bool) or not isinstance(adam_beta_2, (int, float)) \
+            or not 0.0 < adam_beta_2 < 1.0:
+        raise ValueError(f"`adam_beta_2` must be in (0, 1); got {adam_beta_2!r}.")
     if num_negatives is not None:
         _check_positive("num_negatives", num_negatives, integer=True)
         if num_items is not None and num_negatives >= num_items:
@@ -327,6 +334,8 @@ def fit_recommender(
     learning_rate_schedule: Optional[str] = None,
     plateau_patience: int = 2,
     optimizer: Optional[keras.optimizers.Optimizer] = None,
+    weight_decay: float = 0.0,
+    adam_beta_2: float = 0.999,
     loss="softmax",
     validation_metric: str = "ndcg@10",
     early_stopping_patience: int = 3,
@@ -373,6 +382,10 @@ def fit_recommender(
             starts its clock again; the others resume exactly.
         plateau_patience: epochs without improvement before "plateau" halves the rate.
         optimizer: a Keras optimizer to use instead of Adam.
+        weight_decay: decoupled weight decay; above 0 the optimizer is AdamW (Loshchilov &
+            Hutter) instead of Adam.
+        adam_beta_2: Adam's second-moment decay (Keras' default 0.999; the SASRec paper used
+            0.98).
         loss: a name from `keras_seqrec.losses.LOSSES` ("softmax", the default full softmax
             cross-entropy; "sampled_softmax", "bce", "gbce", "bpr_max", "top1_max") or a loss
             instance, e.g. `SampledSoftmax(num_negatives=1024, alpha=0.5)`. Sampled losses
@@ -429,6 +442,9 @@ def fit_recommender(
                          f"({own_rate:g}); pass one.")
     if learning_rate is None:
         learning_rate = 1e-3 if own_rate is None else own_rate
+    if optimizer is not None and (weight_decay != 0.0 or adam_beta_2 != 0.999):
+        raise ValueError("`weight_decay` and `adam_beta_2` configure the Adam optimizer "
+                         "fit_recommender builds; with your own `optimizer`, set them on it.")
     if learning_rate_schedule is not None and optimizer is not None \
             and not hasattr(optimizer.learning_rate, "assign"):
         raise ValueError(f"The optimizer has its own learning-rate schedule; leave out "
@@ -437,7 +453,7 @@ def fit_recommender(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         early_stopping_patience=early_stopping_patience, time_limit=time_limit,
         validation_metric=validation_metric, learning_rate_schedule=learning_rate_schedule,
-        plateau_patience=plateau_patience,
+        plateau_patience=plateau_patience, weight_decay=weight_decay, adam_beta_2=adam_beta_2,
         num_negatives=getattr(loss, "num_negatives", None) if getattr(loss, "sampled", False)
         else None, num_items=data.num_items,
     )
@@ -457,7 +473,10 @@ def fit_recommender(
     keras.utils.set_random_seed(seed)
     train_model, batches, train_loss = training_setup(model, data, loss, batch_size=batch_size,
                                                       seed=seed)
-    optimizer = optimizer or keras.optimizers.Adam(learning_rate)
+    if optimizer is None:
+        optimizer = (keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay,
+                                            beta_2=adam_beta_2) if weight_decay > 0
+                     else keras.optimizers.Adam(learning_rate, beta_2=adam_beta_2))
     train_model.compile(optimizer=optimizer, loss=train_loss)
     if isinstance(train_loss, PositionLossValues):
         # Trained through the fused model; the zoo model is compiled as the docstring says,
@@ -532,6 +551,55 @@ def fit_recommender(
                           "time_limit" if timer.out_of_time else
                           "early_stopping" if validation.stopped else "epochs")
     return history
+
+
+def build_and_fit(
+    model_name: str,
+    data: SequenceDataset,
+    hyperparameters: Optional[dict] = None,
+    *,
+    item2vec: bool = False,
+    seed: int = 0,
+    **fit_args,
+) -> tuple[keras.Model, keras.callbacks.History]:
+    """Seed, build the registered model (item2vec embeddings first where asked), and train it.
+
+    The one path every command takes: `keras-seqrec train` and `benchmarks/run.py` both call
+    it, so a result JSON from either can be replayed exactly (`keras-seqrec train --config`).
+    Item2vec starts the item embeddings of a model that requires them (`gru_w2v`) or, with
+    `item2vec=True`, of any model taking `item_embeddings`; its width is the model's
+    `embedding_dim` (64 by default).
+
+    Args:
+        model_name: one of `available_models()`.
+        data: a `SequenceDataset` from `prepare`.
+        hyperparameters: the builder's keyword arguments (see `models.hyperparameters`).
+        item2vec: start the item embeddings from item2vec.
+        seed: seeds the initial weights, item2vec and training.
+        **fit_args: `fit_recommender`'s arguments.
+
+    Example:
+
+    >>> import keras_seqrec as ks
+    >>> data = ks.prepare(ks.datasets.load(), max_len=20, min_rating=3,
+    ...                   min_item_interactions=20)
+    >>> model, history = build_and_fit("gru", data, {"embedding_dim": 16, "hidden_dim": 16},
+    ...                                epochs=1, verbose=0)
+    >>> history.best_epoch
+    0
+    """
+    from keras_seqrec.item2vec import train_item2vec
+    from keras_seqrec.models import build_model, hyperparameters as accepted
+
+    hyper = dict(hyperparameters or {})
+    accepts = accepted(model_name)
+    keras.utils.set_random_seed(seed)
+    if "item_embeddings" in accepts and (accepts["item_embeddings"] is not None or item2vec):
+        width = {k: hyper.pop(k) for k in ["embedding_dim"] if k in hyper}
+        hyper["item_embeddings"], _ = train_item2vec(data, seed=seed, **width)
+    model = build_model(model_name, data.num_items, data.max_len, **hyper)
+    history = fit_recommender(model, data, seed=seed, **fit_args)
+    return model, history
 
 
 def training_setup(model: keras.Model, data: SequenceDataset, loss, *, batch_size: int = 128,

@@ -1,8 +1,12 @@
 """Shared fixtures: paths of the real datasets beside the project, skipped when absent."""
 
+import os
 import pathlib
 
 import pytest
+
+# Tests import keras (and so TensorFlow) before keras_seqrec sets this.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

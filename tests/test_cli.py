@@ -281,3 +281,88 @@ def test_kill_9_then_the_same_command_resumes_to_the_same_result(tmp_path, capsy
     assert b["training"]["epochs_run"] == 3
     assert a["metrics"] == b["metrics"]
     assert not (tmp_path / "killed" / "checkpoints").exists()
+
+
+SMALL = ["--model", "gru", "--embedding-dim", "8", "--hidden-dim", "8", "--max-len", "20",
+         "--min-item-interactions", "20", "--verbose", "0"]
+
+
+def _run_json(folder):
+    with open(folder / "run.json") as f:
+        return json.load(f)
+
+
+def test_config_replays_a_train_run_exactly_and_flags_beside_it_win(tmp_path, capsys):
+    # Settings away from every default, so a replay that dropped one would not match.
+    first = tmp_path / "first"
+    assert cli.main(["train", *SMALL, "--epochs", "2", "--batch-size", "32",
+                     "--learning-rate", "3e-3", "--weight-decay", "1e-3", "--adam-beta2", "0.98",
+                     "--lr-schedule", "plateau", "--plateau-patience", "1", "--patience", "3",
+                     "--seed", "5", "--exclude-seen", "--output", str(first)]) == 0
+    record = _run_json(first)
+    assert record["training"]["weight_decay"] == 1e-3 and record["training"]["adam_beta_2"] == 0.98
+    replay = tmp_path / "replay"
+    assert cli.main(["train", "--config", str(first / "run.json"), "--output", str(replay)]) == 0
+    again = _run_json(replay)
+    assert again["metrics"] == record["metrics"]  # every metric, to the last digit
+    for key in ("model", "hyperparameters", "protocol"):
+        assert again[key] == record[key]
+    assert {k: v for k, v in again["training"].items() if "seconds" not in k} == {
+        k: v for k, v in record["training"].items() if "seconds" not in k}
+    shorter = tmp_path / "shorter"
+    assert cli.main(["train", "--config", str(first / "run.json"), "--epochs", "1",
+                     "--output", str(shorter)]) == 0
+    assert _run_json(shorter)["training"]["epochs_run"] == 1
+    capsys.readouterr()
+
+
+def test_config_replays_a_benchmark_result(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import keras_seqrec as ks
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_run", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "run.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setitem(bench.DATASETS, "ml-latest-small",
+                        dict(bench.DATASETS["ml-latest-small"], max_len=20,
+                             min_item_interactions=20))
+    data = ks.prepare(bench.load("ml-latest-small", None), **bench.DATASETS["ml-latest-small"])
+    training = dict(epochs=2, batch_size=64, learning_rate=5e-3, early_stopping_patience=8,
+                    adam_beta_2=0.98, learning_rate_schedule="plateau", plateau_patience=1)
+    result = bench.run_one("ml-latest-small", "gru", data, True, 3, "test", training,
+                           {"embedding_dim": 8, "hidden_dim": 8})
+    path = tmp_path / "results" / "ml-latest-small" / "gru_exclude_seen.json"
+    assert path.exists()
+    out = tmp_path / "replay"
+    assert cli.main(["train", "--config", str(path), "--verbose", "0",
+                     "--output", str(out)]) == 0
+    replayed = _run_json(out)["metrics"]["gru"]
+    for split in ("validation", "test"):
+        for key in ("hr@10", "ndcg@10", "mrr@10"):
+            assert replayed[split][key] == pytest.approx(result["metrics"][split][key],
+                                                         abs=1e-12), (split, key)
+    capsys.readouterr()
+
+
+def test_config_errors_are_one_line(tmp_path, capsys):
+    missing = tmp_path / "missing.json"
+    assert cli.main(["train", "--config", str(missing)]) == 2
+    assert "cannot be read" in one_error_line(capsys)
+    baseline = tmp_path / "pop.json"
+    baseline.write_text(json.dumps({"dataset": "ml-1m", "model": "pop", "exclude_seen": False,
+                                    "config": {"prepare": {"max_len": 200}, "training": None}}))
+    assert cli.main(["train", "--config", str(baseline)]) == 2
+    assert "no training to replay" in one_error_line(capsys)
+    beauty = tmp_path / "sasrec.json"
+    beauty.write_text(json.dumps({
+        "dataset": "amazon-beauty", "model": "sasrec", "exclude_seen": False,
+        "config": {"prepare": {"max_len": 50}, "hyperparameters": {}, "seed": 0,
+                   "training": {"epochs": 1, "batch_size": 64, "learning_rate": 1e-3,
+                                "early_stopping_patience": 2}}}))
+    assert cli.main(["train", "--config", str(beauty), "--output", str(tmp_path / "o")]) == 2
+    assert "pass --dataset with the path" in one_error_line(capsys)
+    assert cli.main(["train", "--weight-decay", "-1", "--output", str(tmp_path / "w")]) == 2
+    assert "--weight-decay must be" in one_error_line(capsys)
