@@ -96,11 +96,11 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         model, history = build_and_fit(model_name, data, params, item2vec=item2vec, seed=seed,
                                        verbose=VERBOSE, exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
-    metrics = {
-        split: evaluate_recommender(model, data, split, cutoffs=(5, 10, 20),
-                                    exclude_seen=exclude_seen)
-        for split in ("validation", "test")
-    }
+    metrics, ranks = {}, {}
+    for split in ("validation", "test"):
+        metrics[split], ranks[split] = evaluate_recommender(
+            model, data, split, cutoffs=(5, 10, 20), exclude_seen=exclude_seen,
+            standard_errors=True, return_ranks=True)
     # The same model under the other seen-items setting, for comparison with papers either way.
     alt = {
         split: evaluate_recommender(model, data, split, cutoffs=(10,),
@@ -137,6 +137,12 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     }
     os.makedirs(os.path.join(RESULTS, dataset), exist_ok=True)
     suffix = ("_exclude_seen" if exclude_seen else "") + (f"_{tag}" if tag else "")
+    # Every user's rank, for paired comparisons between any two results (`render`).
+    import numpy as np
+
+    result["ranks_file"] = f"{model_name}{suffix}.ranks.npz"
+    np.savez_compressed(os.path.join(RESULTS, dataset, result["ranks_file"]),
+                        **{k: v.astype(np.int32) for k, v in ranks.items()})
     with open(os.path.join(RESULTS, dataset, f"{model_name}{suffix}.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -268,6 +274,8 @@ def main(argv=None):
     p.add_argument("--tie-break", default="file", choices=("file", "random"),
                    help="order of equal timestamps: file order, or random with --seed")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--no-render", action="store_true",
+                   help="write the JSONs only (render later with --render-only)")
     p.add_argument("--verbose", type=int, default=0, help="2: one line per epoch")
     args = p.parse_args(argv)
     if args.num_negatives is not None and args.loss == "softmax":
@@ -298,7 +306,8 @@ def main(argv=None):
         data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset],
                           **PREPARE_EXTRA)
         print(data)
-        command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        command = "python benchmarks/run.py " + " ".join(
+            a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-render")
         for name in args.models or [*BASELINES, *ks.available_models()]:
             r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command,
                         training, params, args.tag or ("item2vec" if args.item2vec else ""),
@@ -306,7 +315,8 @@ def main(argv=None):
             t = r["metrics"]["test"]
             print(f"{name:>15}: test HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
                   f"({r['epochs']} epochs, {r['total_seconds']} s)", flush=True)
-    render()
+    if not args.no_render:
+        render()
 
 
 if __name__ == "__main__":

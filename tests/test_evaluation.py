@@ -251,3 +251,29 @@ def test_a_keras_model_scored_in_length_order_gets_each_example_its_own_rank(ml_
                                batch_size=64)
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_paired_comparison_is_the_mean_difference_over_the_same_users(ml_small_data):
+    from keras_seqrec.evaluation import paired_comparison, per_user_values
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 30, 500), rng.integers(0, 30, 500)
+    out = paired_comparison(a, b, "ndcg@10")
+    d = per_user_values(a, "ndcg@10") - per_user_values(b, "ndcg@10")
+    assert out["difference"] == pytest.approx(d.mean())
+    assert out["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(500))
+    assert out["difference"] == pytest.approx(
+        ranking_metrics(a, cutoffs=[10])["ndcg@10"] - ranking_metrics(b, cutoffs=[10])["ndcg@10"])
+    same = paired_comparison(a, a)
+    assert same["difference"] == 0.0 and same["p"] == 1.0
+    # markov against pop on ml-latest-small: the paired error is below the two metrics' own.
+    m, markov = evaluate_recommender(MarkovBaseline(ml_small_data), ml_small_data, "test",
+                                     cutoffs=[10], standard_errors=True, return_ranks=True)
+    p, pop = evaluate_recommender(PopularityBaseline(ml_small_data), ml_small_data, "test",
+                                  cutoffs=[10], standard_errors=True, return_ranks=True)
+    vs = paired_comparison(markov, pop)
+    assert vs["difference"] == pytest.approx(m["ndcg@10"] - p["ndcg@10"])
+    assert vs["se"] < (m["ndcg@10_se"] ** 2 + p["ndcg@10_se"] ** 2) ** 0.5
+    assert vs["p"] < 0.01
+    with pytest.raises(ValueError, match="same examples"):
+        paired_comparison(a, b[:-1])
