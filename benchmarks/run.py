@@ -148,29 +148,124 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     return result
 
 
-def render():
+# Published full-ranking NDCG@10 of the same model on the same benchmark file (seen items
+# excluded), cited in the README's prose.
+PUBLISHED = {
+    ("amazon-beauty", "sasrec"): "0.0531 (SASRec, sampled softmax; eSASRec paper)",
+    ("amazon-beauty", "gru4rec"): "0.0137 (third-party GRU4Rec)",
+    ("ml-1m", "sasrec"): "0.1821 (SASRec, full CE; Klenitskiy & Vasilev 2023)",
+}
+BASELINE_NAMES = ("pop", "markov")
+
+
+def _load_rows():
     rows = []
     for path in sorted(glob.glob(os.path.join(RESULTS, "*", "*.json"))):
         with open(path) as f:
             result = json.load(f)
-        if "dataset" in result:  # results/speed/ holds the speed benchmarks
+        if "dataset" in result and "exclude_seen" in result:  # not results/speed/
+            result["_dir"] = os.path.dirname(path)
             rows.append(result)
     baselines_first = {"pop": 0, "markov": 1}
     rows.sort(key=lambda r: (r["dataset"], r["exclude_seen"],
                              baselines_first.get(r["model"], 2), r["model"]))
+    return rows
+
+
+def _family(row) -> str:
+    return row["model"].split(" (", 1)[0]
+
+
+def _se(split: dict, metric: str):
+    """`(se, exact)`: the stored standard error over users, or for a result stored before
+    they were, HR's exact binomial one and for NDCG/MRR the upper bound sqrt(m(1-m)/(n-1))
+    (a per-user value lies in [0, 1] and never exceeds the hit)."""
+    if f"{metric}_se" in split:
+        return split[f"{metric}_se"], True
+    m, n = split[metric], split.get("examples")
+    if not n or n < 2:
+        return None, False
+    return (m * (1 - m) / (n - 1)) ** 0.5, metric.startswith("hr@")
+
+
+def _with_se(split: dict, metric: str) -> str:
+    se, exact = _se(split, metric)
+    if se is None:
+        return f"{split[metric]:.4f}"
+    return f"{split[metric]:.4f} ± {se:.4f}{'' if exact else '*'}"
+
+
+def _ranks(row):
+    name = row.get("ranks_file")
+    path = os.path.join(row["_dir"], name) if name else None
+    if not path or not os.path.exists(path):
+        return None
+    import numpy as np
+
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _choices(rows):
+    """Per (dataset, seen excluded, model): the row with the best validation NDCG@10, among
+    the runs on the standard preparation (not the tie-break study); and the best baseline."""
+    chosen, best_baseline = {}, {}
+    for r in rows:
+        if TIE_TAG in r["model"]:
+            continue
+        key = (r["dataset"], r["exclude_seen"], _family(r))
+        val = r["metrics"]["validation"]["ndcg@10"]
+        if key not in chosen or val > chosen[key]["metrics"]["validation"]["ndcg@10"]:
+            chosen[key] = r
+        if r["model"] in BASELINE_NAMES:
+            group = key[:2]
+            if group not in best_baseline or val > best_baseline[group]["metrics"][
+                    "validation"]["ndcg@10"]:
+                best_baseline[group] = r
+    return chosen, best_baseline
+
+
+def _versus(row, baseline) -> str:
+    """Test NDCG@10 minus the best baseline's, paired over the same users: `+d ± se`."""
+    if baseline is None or row is baseline:
+        return ""
+    from keras_seqrec.evaluation import paired_comparison
+
+    mine, theirs = _ranks(row), _ranks(baseline)
+    if mine is None or theirs is None or len(mine["test"]) != len(theirs["test"]):
+        return "n/a (older run)"
+    out = paired_comparison(mine["test"], theirs["test"], "ndcg@10")
+    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
+    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+
+
+SE_NOTE = ("± is the standard error over test users; `*` marks an upper bound, "
+           "sqrt(m(1-m)/(n-1)), for NDCG/MRR of runs made before per-user values were stored. "
+           "\"vs best baseline\" is the test NDCG@10 difference to the baseline chosen on "
+           "validation, paired over the same users (mean per-user difference ± its standard "
+           "error; \"noise\" when under two of them); it needs both runs' per-user ranks, "
+           "which runs before this column existed did not store.")
+
+
+def render():
+    rows = _load_rows()
+    chosen, best_baseline = _choices(rows)
+    chosen_ids = {id(r) for r in chosen.values()}
     lines = [
-        "| dataset | seen excluded | model | test HR@10 | test NDCG@10 | test MRR@10 | "
-        "test Cov@10 | val NDCG@10 | epochs | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | seen excluded | model | chosen | test HR@10 | test NDCG@10 | test MRR@10 | "
+        "test Cov@10 | val NDCG@10 | vs best baseline | epochs | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     commands = []
     for r in rows:
         t, v = r["metrics"]["test"], r["metrics"]["validation"]
         lines.append(
             f"| {r['dataset']} | {'yes' if r['exclude_seen'] else 'no'} | {r['model']} | "
-            f"{t['hr@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} | "
-            f"{t['coverage@10']:.4f} | {v['ndcg@10']:.4f} | {r['epochs']} | "
-            f"{r['seconds_per_epoch']} |"
+            f"{'yes' if id(r) in chosen_ids else ''} | {_with_se(t, 'hr@10')} | "
+            f"{_with_se(t, 'ndcg@10')} | {_with_se(t, 'mrr@10')} | {t['coverage@10']:.4f} | "
+            f"{v['ndcg@10']:.4f} | "
+            f"{_versus(r, best_baseline.get((r['dataset'], r['exclude_seen'])))} | "
+            f"{r['epochs']} | {r['seconds_per_epoch']} |"
         )
         if r["command"] not in commands:
             commands.append(r["command"])
@@ -181,11 +276,15 @@ def render():
         "# Benchmark results\n\nGenerated by `python benchmarks/run.py` from "
         "`benchmarks/results/*/*.json`; do not edit by hand.\n\nProtocol: leave-one-out by "
         "time, full ranking over every item, pessimistic ties, best epoch chosen on validation "
-        f"NDCG@10. Machine: {machine}.\n\n{table}\n\n{ties}Produced by:\n\n"
+        f"NDCG@10. Machine: {machine}. \"chosen\": the row of its model with the best "
+        f"validation NDCG@10 on that dataset (the README shows those). {SE_NOTE}\n\n"
+        f"{table}\n\n{ties}Produced by:\n\n"
         + "\n".join(f"    {c}" for c in commands) + "\n"
     )
     with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
         f.write(text)
+    readme_table, readme_commands = _readme_table(rows, chosen, best_baseline)
+    _chart(rows, chosen)
     readme = os.path.join(ROOT, "README.md")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     with open(readme) as f:
@@ -193,11 +292,67 @@ def render():
     if begin in content and end in content:
         head, rest = content.split(begin, 1)
         _, tail = rest.split(end, 1)
-        block = (f"{begin}\n{table}\n\nCommands: "
-                 + "; ".join(f"`{c}`" for c in commands) + f"\n{end}")
+        block = (f"{begin}\n{readme_table}\n\n{SE_NOTE} Every other configuration tried, "
+                 "with the same columns, is in `benchmarks/RESULTS.md`.\n\n"
+                 "![Test NDCG@10 of the chosen configurations](benchmarks/results.png)\n\n"
+                 "Commands of these rows: "
+                 + "; ".join(f"`{c}`" for c in readme_commands) + f"\n{end}")
         with open(readme, "w") as f:
             f.write(head + block + tail)
-    print(table)
+    print(readme_table)
+
+
+def _readme_table(rows, chosen, best_baseline):
+    lines = [
+        "| dataset | model (configuration chosen on validation) | test HR@10 | test NDCG@10 | "
+        "vs best baseline | val NDCG@10 | published NDCG@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for r in rows:
+        key = (r["dataset"], r["exclude_seen"], _family(r))
+        if chosen.get(key) is not r or not r["exclude_seen"]:
+            continue
+        t = r["metrics"]["test"]
+        base = best_baseline.get(key[:2])
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {_with_se(t, 'hr@10')} | "
+            f"{_with_se(t, 'ndcg@10')} | {_versus(r, base)} | "
+            f"{r['metrics']['validation']['ndcg@10']:.4f} | "
+            f"{PUBLISHED.get((r['dataset'], _family(r)), '')} |")
+        if r["command"] not in commands:
+            commands.append(r["command"])
+    return "\n".join(lines), commands
+
+
+def _chart(rows, chosen):
+    """benchmarks/results.png: test NDCG@10 ± SE of each dataset's chosen rows."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: benchmarks/results.png not redrawn.")
+        return
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        picked = [r for r in rows if r["dataset"] == name and r["exclude_seen"]
+                  and chosen.get((name, True, _family(r))) is r]
+        picked.sort(key=lambda r: r["metrics"]["test"]["ndcg@10"])
+        values = [r["metrics"]["test"]["ndcg@10"] for r in picked]
+        errors = [_se(r["metrics"]["test"], "ndcg@10")[0] or 0.0 for r in picked]
+        colors = ["#999999" if _family(r) in BASELINE_NAMES else
+                  ("#d62728" if _family(r) == "gru_attention" else "#1f77b4") for r in picked]
+        ax.barh([_family(r) for r in picked], values, xerr=errors, color=colors, capsize=3)
+        ax.set_title(name)
+        ax.set_xlabel("test NDCG@10 (± SE over users)")
+    fig.suptitle("Chosen on validation; grey: baselines, red: the card's gru_attention")
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "results.png"), dpi=110)
+    plt.close(fig)
 
 
 TIE_TAG = "tiebreak_random"

@@ -1,0 +1,67 @@
+"""The benchmark tables: chosen on validation, uncertainty, paired comparison with a baseline."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "bench_run_tables", os.path.join(HERE, "..", "benchmarks", "run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in ("RESULTS", "HERE", "ROOT"):
+        monkeypatch.setattr(module, name, str(tmp_path))
+    return module
+
+
+def _result(folder, model, val, test, ranks=None):
+    name = model.replace(" (", "_").rstrip(")")
+    n = 400
+    split = lambda m: {"hr@10": m, "ndcg@10": m, "mrr@10": m, "coverage@10": 0.5,  # noqa: E731
+                       "examples": n}
+    row = {"dataset": "toy", "model": model, "exclude_seen": True,
+           "metrics": {"validation": split(val), "test": split(test)}, "epochs": 3,
+           "seconds_per_epoch": 1.0, "machine": "m", "command": f"run {name}"}
+    if ranks is not None:
+        row["ranks_file"] = f"{name}.ranks.npz"
+        np.savez_compressed(folder / row["ranks_file"], validation=ranks, test=ranks)
+    (folder / f"{name}.json").write_text(json.dumps(row))
+
+
+def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(bench, tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    markov_ranks = rng.integers(0, 40, 400)
+    better = np.where(rng.random(400) < 0.3, 0, markov_ranks)  # the same users, some fixed
+    _result(folder, "markov", 0.05, 0.05, markov_ranks)
+    _result(folder, "pop", 0.01, 0.02, rng.integers(0, 400, 400))
+    _result(folder, "gru (wide)", 0.09, 0.04, better)  # best on validation, worse on test
+    _result(folder, "gru (narrow)", 0.07, 0.08)  # best on test: must not be chosen
+    (tmp_path / "README.md").write_text("intro\n<!-- results:begin -->\nold\n"
+                                        "<!-- results:end -->\nrest\n")
+    bench.render()
+    readme = (tmp_path / "README.md").read_text()
+    assert "gru (wide)" in readme and "gru (narrow)" not in readme
+    assert readme.startswith("intro\n") and readme.endswith("rest\n")
+    from keras_seqrec.evaluation import paired_comparison
+
+    expected = paired_comparison(better, markov_ranks)
+    assert f"{expected['difference']:+.4f} ± {expected['se']:.4f}" in readme
+    full = (tmp_path / "RESULTS.md").read_text()
+    narrow = next(line for line in full.splitlines() if "gru (narrow)" in line)
+    wide = next(line for line in full.splitlines() if "gru (wide)" in line)
+    assert "| yes |" in wide.replace("| toy | yes |", "") and "| yes |" not in narrow.replace(
+        "| toy | yes |", "")
+    # No stored per-user values: HR gets its exact binomial error, NDCG an upper bound (*).
+    se = (0.08 * 0.92 / 399) ** 0.5
+    assert f"0.0800 ± {se:.4f} |" in narrow and f"0.0800 ± {se:.4f}* |" in narrow
+    assert "n/a (older run)" in narrow
+    assert (tmp_path / "results.png").stat().st_size > 1000
