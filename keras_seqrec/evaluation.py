@@ -42,7 +42,12 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     >>> target_ranks(scores, np.array([2, 1])).tolist()  # tie with item 3 counts against 2
     [1, 0]
     """
-    scores = finite_scores(scores)
+    return _ranks_among_finite(finite_scores(scores), targets)
+
+
+def _ranks_among_finite(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    # `target_ranks` for scores already passed through `finite_scores` (evaluation does that
+    # once per batch, before masking seen items with -inf, which the check would flag again).
     targets = np.asarray(targets, dtype=np.int64)
     if (targets < 1).any() or (targets >= scores.shape[1]).any():
         raise ValueError("Targets must be item indices in 1..num_items (0 is padding).")
@@ -282,7 +287,7 @@ def evaluate_recommender(
         if exclude_seen:
             scores = mask_seen(scores, history)
         if num_negatives is None:
-            ranks[rows] = target_ranks(scores, targets)
+            ranks[rows] = _ranks_among_finite(scores, targets)
         else:
             ranks[rows] = _sampled_ranks(scores, targets, history, num_negatives, rng)
         top = top_k_items(scores, cutoffs[-1])
