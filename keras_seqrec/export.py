@@ -6,6 +6,7 @@ truncation, the model, exclusion of seen items, cold start and top-K all live in
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -139,6 +140,21 @@ def _warmup_requests(path: str, model_name: str, max_len: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _quiet_tensorflow_logger():
+    """TensorFlow's Python logger at WARNING for the block: SavedModel writing logs an INFO
+    line naming the temporary folder, which says nothing to the user (warnings still show)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_saved_model(
     model: keras.Model,
     vocabulary: Vocabulary,
@@ -238,7 +254,8 @@ def export_saved_model(
     try:
         archive = _serving_module(model, vocabulary, top_k, exclude_seen, item_counts,
                                   jit_compile)
-        archive.write_out(tmp, verbose=False)
+        with _quiet_tensorflow_logger():  # "INFO:tensorflow:Assets written to: <tmp>"
+            archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         card = dict(model_card or {})
