@@ -14,7 +14,8 @@ NUM_ITEMS, MAX_LEN = 30, 8
 
 def small_model(name, num_items=NUM_ITEMS, max_len=MAX_LEN, **overrides):
     """Every model, small (the battery's sizes; dropout at the model's default)."""
-    overrides.setdefault("dropout", hyperparameters(name).get("dropout", 0.0))
+    if "dropout" in hyperparameters(name):
+        overrides.setdefault("dropout", hyperparameters(name)["dropout"])
     return small_builder(name)(num_items, max_len, **overrides)
 
 
