@@ -283,7 +283,7 @@ def test_kill_9_then_the_same_command_resumes_to_the_same_result(tmp_path, capsy
     assert not (tmp_path / "killed" / "checkpoints").exists()
 
 
-SMALL = ["--model", "gru", "--embedding-dim", "8", "--hidden-dim", "8", "--max-len", "20",
+REPLAY_SMALL = ["--model", "gru", "--embedding-dim", "8", "--hidden-dim", "8", "--max-len", "20",
          "--min-item-interactions", "20", "--verbose", "0"]
 
 
@@ -295,7 +295,7 @@ def _run_json(folder):
 def test_config_replays_a_train_run_exactly_and_flags_beside_it_win(tmp_path, capsys):
     # Settings away from every default, so a replay that dropped one would not match.
     first = tmp_path / "first"
-    assert cli.main(["train", *SMALL, "--epochs", "2", "--batch-size", "32",
+    assert cli.main(["train", *REPLAY_SMALL, "--epochs", "2", "--batch-size", "32",
                      "--learning-rate", "3e-3", "--weight-decay", "1e-3", "--adam-beta2", "0.98",
                      "--lr-schedule", "plateau", "--plateau-patience", "1", "--patience", "3",
                      "--seed", "5", "--exclude-seen", "--output", str(first)]) == 0
