@@ -211,18 +211,23 @@ def _choices(rows):
     the runs on the standard preparation (not the tie-break study); and the best baseline."""
     chosen, best_baseline = {}, {}
     for r in rows:
-        if TIE_TAG in r["model"]:
-            continue
         key = (r["dataset"], r["exclude_seen"], _family(r))
         val = r["metrics"]["validation"]["ndcg@10"]
-        if key not in chosen or val > chosen[key]["metrics"]["validation"]["ndcg@10"]:
-            chosen[key] = r
-        if r["model"] in BASELINE_NAMES:
-            group = key[:2]
+        if _family(r) in BASELINE_NAMES:  # one best baseline per preparation
+            group = _group(r)
             if group not in best_baseline or val > best_baseline[group]["metrics"][
                     "validation"]["ndcg@10"]:
                 best_baseline[group] = r
+        if TIE_TAG in r["model"]:
+            continue
+        if key not in chosen or val > chosen[key]["metrics"]["validation"]["ndcg@10"]:
+            chosen[key] = r
     return chosen, best_baseline
+
+
+def _group(row):
+    """Rows whose users and targets are the same: dataset, seen items, tie-break order."""
+    return row["dataset"], row["exclude_seen"], TIE_TAG in row["model"]
 
 
 def _versus(row, baseline) -> str:
@@ -264,7 +269,7 @@ def render():
             f"{'yes' if id(r) in chosen_ids else ''} | {_with_se(t, 'hr@10')} | "
             f"{_with_se(t, 'ndcg@10')} | {_with_se(t, 'mrr@10')} | {t['coverage@10']:.4f} | "
             f"{v['ndcg@10']:.4f} | "
-            f"{_versus(r, best_baseline.get((r['dataset'], r['exclude_seen'])))} | "
+            f"{_versus(r, best_baseline.get(_group(r)))} | "
             f"{r['epochs']} | {r['seconds_per_epoch']} |"
         )
         if r["command"] not in commands:
@@ -314,7 +319,7 @@ def _readme_table(rows, chosen, best_baseline):
         if chosen.get(key) is not r or not r["exclude_seen"]:
             continue
         t = r["metrics"]["test"]
-        base = best_baseline.get(key[:2])
+        base = best_baseline.get(_group(r))
         lines.append(
             f"| {r['dataset']} | {r['model']} | {_with_se(t, 'hr@10')} | "
             f"{_with_se(t, 'ndcg@10')} | {_versus(r, base)} | "
