@@ -56,21 +56,43 @@ def _ranks_among_finite(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return (candidates >= target_scores).sum(axis=1) - 1
 
 
+RANKING_METRICS = ("hr", "ndcg", "mrr")
+
+
+def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Each example's contribution to `metric` ("hr@10", "ndcg@10", "mrr@10") from 0-based ranks;
+    their mean is the metric.
+
+    Example:
+
+    >>> per_user_values(np.array([0, 1, 20]), "ndcg@10").round(4).tolist()
+    [1.0, 0.6309, 0.0]
+    """
+    name, _, k = metric.partition("@")
+    if name not in RANKING_METRICS or not k.isdigit():
+        raise ValueError(f"`metric` must look like 'ndcg@10' (hr, ndcg or mrr); got {metric!r}.")
+    ranks = np.asarray(ranks, dtype=np.float64)
+    hit = ranks < int(k)
+    if name == "hr":
+        return hit.astype(np.float64)
+    value = 1.0 / np.log2(ranks + 2.0) if name == "ndcg" else 1.0 / (ranks + 1.0)
+    return np.where(hit, value, 0.0)
+
+
 def ranking_metrics(ranks: np.ndarray, cutoffs: Iterable[int]) -> dict[str, float]:
-    """HR@K (= Recall@K with one target), NDCG@K and MRR@K from 0-based ranks.
+    """HR@K (= Recall@K with one target), NDCG@K and MRR@K from 0-based ranks: the means of
+    `per_user_values` (0.0 for no ranks).
 
     Example:
 
     >>> ranking_metrics(np.array([0, 1, 5]), cutoffs=[2])  # doctest: +NORMALIZE_WHITESPACE
     {'hr@2': 0.6666666666666666, 'ndcg@2': 0.5436432511904858, 'mrr@2': 0.5}
     """
-    ranks = np.asarray(ranks)
     out = {}
     for k in cutoffs:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
-        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
+        for name in RANKING_METRICS:
+            values = per_user_values(ranks, f"{name}@{k}")
+            out[f"{name}@{k}"] = float(values.mean()) if len(values) else 0.0
     return out
 
 
@@ -83,15 +105,13 @@ def ranking_standard_errors(ranks: np.ndarray, cutoffs: Iterable[int]) -> dict[s
     >>> round(ranking_standard_errors(np.array([0, 0, 5, 5]), cutoffs=[1])["hr@1_se"], 4)
     0.2887
     """
-    ranks = np.asarray(ranks)
     n = len(ranks)
     out = {}
     for k in cutoffs:
-        hit = ranks < k
-        values = {"hr": hit.astype(float), "ndcg": np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0),
-                  "mrr": np.where(hit, 1.0 / (ranks + 1.0), 0.0)}
-        for name, v in values.items():
-            out[f"{name}@{k}_se"] = float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        for name in RANKING_METRICS:
+            values = per_user_values(ranks, f"{name}@{k}")
+            out[f"{name}@{k}_se"] = (float(values.std(ddof=1) / np.sqrt(n)) if n > 1
+                                     else float("nan"))
     return out
 
 
@@ -301,25 +321,6 @@ def evaluate_recommender(
     out["examples"] = n
     out["repeat_targets"] = float(repeat_targets(eval_split).mean())
     return (out, ranks) if return_ranks else out
-
-
-def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Each example's contribution to `metric` ("hr@10", "ndcg@10", "mrr@10") from 0-based ranks;
-    their mean is the metric.
-
-    Example:
-
-    >>> per_user_values(np.array([0, 1, 20]), "ndcg@10").round(4).tolist()
-    [1.0, 0.6309, 0.0]
-    """
-    name, _, k = metric.partition("@")
-    if name not in ("hr", "ndcg", "mrr") or not k.isdigit():
-        raise ValueError(f"`metric` must look like 'ndcg@10' (hr, ndcg or mrr); got {metric!r}.")
-    ranks = np.asarray(ranks, dtype=np.float64)
-    hit = ranks < int(k)
-    value = {"hr": np.ones_like(ranks), "ndcg": 1.0 / np.log2(ranks + 2.0),
-             "mrr": 1.0 / (ranks + 1.0)}[name]
-    return np.where(hit, value, 0.0)
 
 
 def paired_comparison(ranks_a: np.ndarray, ranks_b: np.ndarray,
