@@ -88,11 +88,8 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     else:
         fit_args = dict(training)
         if "loss" in fit_args:
-            loss = ks.losses.get_loss(fit_args.pop("loss"))
-            if "num_negatives" in fit_args:
-                loss = type(loss)(**{**loss.get_config(),
-                                     "num_negatives": fit_args.pop("num_negatives")})
-            fit_args["loss"] = loss
+            fit_args["loss"] = ks.losses.get_loss(
+                fit_args.pop("loss"), num_negatives=fit_args.pop("num_negatives", None))
         model, history = build_and_fit(model_name, data, params, item2vec=item2vec, seed=seed,
                                        verbose=VERBOSE, exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start

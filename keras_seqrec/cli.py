@@ -361,13 +361,13 @@ def cmd_train(args) -> int:
 
     import keras_seqrec as ks
     from keras_seqrec.baselines import BASELINES
-    from keras_seqrec.training import build_and_fit, check_training_arguments
+    from keras_seqrec.training import (build_and_fit, check_training_arguments,
+                                       starts_from_item2vec)
 
-    loss = ks.losses.get_loss(args.loss)
-    if args.num_negatives is not None:
-        if not getattr(loss, "sampled", False):
-            raise CliError("--num-negatives applies to the sampled losses only.")
-        loss = type(loss)(**{**loss.get_config(), "num_negatives": args.num_negatives})
+    try:
+        loss = ks.losses.get_loss(args.loss, num_negatives=args.num_negatives)
+    except ValueError as error:
+        raise CliError(str(error).replace("`num_negatives`", "--num-negatives")) from None
     log, data = _prepare(args)
     if getattr(loss, "sampled", False):
         try:
@@ -375,8 +375,8 @@ def cmd_train(args) -> int:
         except ValueError as error:
             raise CliError(str(error).replace("`num_negatives`", "--num-negatives")) from None
     print(data)
-    accepts = ks.models.hyperparameters(args.model)
-    if "item_embeddings" in accepts and (accepts["item_embeddings"] is not None or args.item2vec):
+    item2vec = starts_from_item2vec(args.model, args.item2vec)
+    if item2vec:
         print("Training item2vec embeddings on the training sequences...")
     start = time.perf_counter()
     try:
@@ -419,8 +419,7 @@ def cmd_train(args) -> int:
     run = {
         "model": args.model,
         "hyperparameters": hyper,
-        "item2vec_init": "item_embeddings" in accepts and (
-            accepts["item_embeddings"] is not None or args.item2vec),
+        "item2vec_init": item2vec,
         "dataset": {"source": args.dataset, "data_dir": args.data_dir,
                     "format": args.format,
                     "columns": {k: getattr(args, k) for k in

@@ -311,10 +311,22 @@ LOSSES = {
 }
 
 
-def get_loss(loss) -> keras.losses.Loss:
-    """A loss instance from a name in `LOSSES` or a `keras.losses.Loss`."""
-    if isinstance(loss, keras.losses.Loss):
-        return loss
+def get_loss(loss, num_negatives: Optional[int] = None) -> keras.losses.Loss:
+    """A loss instance from a name in `LOSSES` or a `keras.losses.Loss`; `num_negatives`
+    replaces a sampled loss's own (a copy is made; the loss passed in is never changed).
+
+    Example:
+
+    >>> get_loss("bpr_max", num_negatives=64).num_negatives
+    64
+    """
     if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
-    raise ValueError(f"`loss` must be one of {sorted(LOSSES)} or a keras Loss; got {loss!r}.")
+        loss = LOSSES[loss]()
+    elif not isinstance(loss, keras.losses.Loss):
+        raise ValueError(
+            f"`loss` must be one of {sorted(LOSSES)} or a keras Loss; got {loss!r}.")
+    if num_negatives is None:
+        return loss
+    if not getattr(loss, "sampled", False):
+        raise ValueError("`num_negatives` applies to the sampled losses only.")
+    return type(loss)(**{**loss.get_config(), "num_negatives": num_negatives})

@@ -553,6 +553,15 @@ def fit_recommender(
     return history
 
 
+def starts_from_item2vec(model_name: str, item2vec: bool = False) -> bool:
+    """Whether `build_and_fit` starts the model's item embeddings from item2vec: always for a
+    model that requires them (`gru_w2v`), with `item2vec` for any model that takes them."""
+    from keras_seqrec.models import hyperparameters
+
+    accepts = hyperparameters(model_name)
+    return "item_embeddings" in accepts and (accepts["item_embeddings"] is not None or item2vec)
+
+
 def build_and_fit(
     model_name: str,
     data: SequenceDataset,
@@ -589,12 +598,11 @@ def build_and_fit(
     0
     """
     from keras_seqrec.item2vec import train_item2vec
-    from keras_seqrec.models import build_model, hyperparameters as accepted
+    from keras_seqrec.models import build_model
 
     hyper = dict(hyperparameters or {})
-    accepts = accepted(model_name)
     keras.utils.set_random_seed(seed)
-    if "item_embeddings" in accepts and (accepts["item_embeddings"] is not None or item2vec):
+    if starts_from_item2vec(model_name, item2vec):
         width = {k: hyper.pop(k) for k in ["embedding_dim"] if k in hyper}
         hyper["item_embeddings"], _ = train_item2vec(data, seed=seed, **width)
     model = build_model(model_name, data.num_items, data.max_len, **hyper)
