@@ -11,6 +11,7 @@ and the README's results table from all JSON files there (never typed by hand).
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -197,6 +198,12 @@ def _ranks(row):
     path = os.path.join(row["_dir"], name) if name else None
     if not path or not os.path.exists(path):
         return None
+    return _read_ranks(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_ranks(path):
+    # Cached: a baseline's ranks are compared with every row of its dataset, in two tables.
     import numpy as np
 
     with np.load(path) as f:

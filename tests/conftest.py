@@ -31,3 +31,17 @@ def ml_small_data(ml_small):
     from keras_seqrec import prepare
 
     return prepare(ml_small, max_len=50, min_rating=3, min_item_interactions=5)
+
+
+@pytest.fixture
+def bench_run(tmp_path, monkeypatch):
+    """A fresh copy of benchmarks/run.py whose results, tables and README live in tmp_path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_run", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in ("RESULTS", "HERE", "ROOT"):
+        monkeypatch.setattr(module, name, str(tmp_path))
+    return module

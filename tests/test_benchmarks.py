@@ -1,24 +1,8 @@
 """The benchmark tables: chosen on validation, uncertainty, paired comparison with a baseline."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
-import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture
-def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "bench_run_tables", os.path.join(HERE, "..", "benchmarks", "run.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name in ("RESULTS", "HERE", "ROOT"):
-        monkeypatch.setattr(module, name, str(tmp_path))
-    return module
 
 
 def _result(folder, model, val, test, ranks=None):
@@ -35,7 +19,8 @@ def _result(folder, model, val, test, ranks=None):
     (folder / f"{name}.json").write_text(json.dumps(row))
 
 
-def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(bench, tmp_path):
+def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(bench_run,
+                                                                               tmp_path):
     folder = tmp_path / "toy"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -47,7 +32,7 @@ def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(b
     _result(folder, "gru (narrow)", 0.07, 0.08)  # best on test: must not be chosen
     (tmp_path / "README.md").write_text("intro\n<!-- results:begin -->\nold\n"
                                         "<!-- results:end -->\nrest\n")
-    bench.render()
+    bench_run.render()
     readme = (tmp_path / "README.md").read_text()
     assert "gru (wide)" in readme and "gru (narrow)" not in readme
     assert readme.startswith("intro\n") and readme.endswith("rest\n")

@@ -316,16 +316,10 @@ def test_config_replays_a_train_run_exactly_and_flags_beside_it_win(tmp_path, ca
     capsys.readouterr()
 
 
-def test_config_replays_a_benchmark_result(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
+def test_config_replays_a_benchmark_result(bench_run, tmp_path, monkeypatch, capsys):
     import keras_seqrec as ks
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_run", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "run.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))
+    bench = bench_run
     monkeypatch.setitem(bench.DATASETS, "ml-latest-small",
                         dict(bench.DATASETS["ml-latest-small"], max_len=20,
                              min_item_interactions=20))
@@ -334,7 +328,7 @@ def test_config_replays_a_benchmark_result(tmp_path, monkeypatch, capsys):
                     adam_beta_2=0.98, learning_rate_schedule="plateau", plateau_patience=1)
     result = bench.run_one("ml-latest-small", "gru", data, True, 3, "test", training,
                            {"embedding_dim": 8, "hidden_dim": 8})
-    path = tmp_path / "results" / "ml-latest-small" / "gru_exclude_seen.json"
+    path = tmp_path / "ml-latest-small" / "gru_exclude_seen.json"
     assert path.exists()
     out = tmp_path / "replay"
     assert cli.main(["train", "--config", str(path), "--verbose", "0",
