@@ -239,7 +239,7 @@ def bench_quality(args):
 
     import keras_seqrec as ks
     from keras_seqrec.evaluation import evaluate_recommender
-    from keras_seqrec.training import fit_recommender
+    from keras_seqrec.training import build_and_fit
 
     from run import DATASETS, load  # the accuracy benchmark's files and preparation
 
@@ -247,8 +247,6 @@ def bench_quality(args):
     seconds = spec["minutes"] * 60
     start = time.perf_counter()
     data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset])
-    keras.utils.set_random_seed(0)
-    model = ks.build_model("sasrec", data.num_items, data.max_len, dropout=spec["dropout"])
 
     class EpochEnds(keras.callbacks.Callback):  # wall clock since the start, per epoch
         ends = []
@@ -259,10 +257,10 @@ def bench_quality(args):
     # What a user gets from `keras-seqrec train --lr-schedule ... --time-limit ...`: no epoch
     # starts that would end after the limit; `reserve` seconds are left for the test below.
     loss = ("softmax" if args.num_negatives is None
-            else ks.losses.SampledSoftmax(num_negatives=args.num_negatives))
-    history = fit_recommender(
-        model, data, epochs=1000, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        loss=loss,
+            else ks.losses.get_loss("sampled_softmax", num_negatives=args.num_negatives))
+    model, history = build_and_fit(
+        "sasrec", data, {"dropout": spec["dropout"]}, seed=0,
+        epochs=1000, batch_size=args.batch_size, learning_rate=args.learning_rate, loss=loss,
         learning_rate_schedule=args.schedule, plateau_patience=args.plateau,
         early_stopping_patience=1000, exclude_seen=True, callbacks=[EpochEnds()], verbose=2,
         time_limit=seconds - (time.perf_counter() - start) - args.reserve)
