@@ -24,7 +24,9 @@ MODELS = ks.available_models()
 # Every model with its defaults, plus the architecture switches the defaults leave off, through
 # the checks of the zoo's contract; the costlier training checks run on the defaults only.
 VARIANTS = [(name, {}) for name in MODELS] + [
-    ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64})]
+    ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64}),
+    ("gru_attention", {"query": "learned"}), ("gru_attention", {"decoder": "residual"}),
+    ("gru_attention", {"decoder": "linear", "use_attention": False})]
 CONTRACT = ["causal", "trimmed_padding_and_long_inputs", "last_position_model",
             "keras_file_round_trip"]
 BATTERY = [
@@ -109,8 +111,9 @@ def test_unknown_model_and_hyperparameter_errors():
         ks.models.register_model("gru")(lambda num_items, max_len: None)
 
 
-def test_attention_from_the_last_position_only_is_the_last_row_of_the_full_call():
-    layer = ks.layers.CausalBahdanauAttention(units=8)
+@pytest.mark.parametrize("query", ["position", "learned"])
+def test_attention_from_the_last_position_only_is_the_last_row_of_the_full_call(query):
+    layer = ks.layers.CausalBahdanauAttention(units=8, query=query)
     states = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
     mask = np.array([[0, 0, 1, 1, 1, 1], [1] * 6, [0] * 6], bool)  # left padding, none, all
     context, weights = (ops.convert_to_numpy(t) for t in layer(states, padding_mask=mask))
@@ -147,17 +150,23 @@ def test_additive_scores_in_blocks_equal_the_direct_tensor_with_gradients(chunk_
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_attention_layer_equals_the_additive_formula_written_out_in_numpy():
-    layer = ks.layers.CausalBahdanauAttention(units=8)
+@pytest.mark.parametrize("query", ["position", "learned"])
+def test_attention_layer_equals_the_additive_formula_written_out_in_numpy(query):
+    layer = ks.layers.CausalBahdanauAttention(units=8, query=query)
     rng = np.random.default_rng(1)
     states = rng.normal(size=(2, 13, 4)).astype("float32")
     mask = np.ones((2, 13), bool)
     mask[0, :5] = False
+    layer.build(states.shape)
+    if query == "learned":  # not the zeros it starts from, so the test sees the query's role
+        layer.learned_query.assign(rng.normal(size=(8,)).astype("float32"))
+        asked = np.broadcast_to(layer.learned_query.numpy(), (2, 13, 8))
+    else:
+        asked = states @ layer.query_dense.get_weights()[0]
     context, weights = (ops.convert_to_numpy(t) for t in layer(states, padding_mask=mask))
-    w_query, = layer.query_dense.get_weights()
     w_key, b_key = layer.key_dense.get_weights()
     v, = layer.score_dense.get_weights()
-    scores = np.tanh((states @ w_query)[:, :, None] + (states @ w_key + b_key)[:, None]) @ v
+    scores = np.tanh(asked[:, :, None] + (states @ w_key + b_key)[:, None]) @ v
     allowed = np.tril(np.ones((13, 13), bool))[None] & mask[:, None, :] & mask[:, :, None]
     scores = np.where(allowed, scores[..., 0], -np.inf)
     want = np.exp(scores - scores.max(-1, keepdims=True).clip(-1e30))
@@ -214,9 +223,35 @@ def test_gru_attention_residual_stack_adds_each_later_layer_to_its_input():
 
 
 def test_attention_layer_round_trips_its_config():
-    layer = ks.layers.CausalBahdanauAttention(units=5, name="att")
+    layer = ks.layers.CausalBahdanauAttention(units=5, query="learned", name="att")
     clone = ks.layers.CausalBahdanauAttention.from_config(layer.get_config())
-    assert clone.units == 5 and clone.name == "att"
+    assert clone.units == 5 and clone.name == "att" and clone.query == "learned"
+    with pytest.raises(ValueError, match=r"`query` must be one of \('position', 'learned'\)"):
+        ks.layers.CausalBahdanauAttention(units=5, query="last")
+
+
+def test_gru_attention_residual_decoder_starts_as_the_plain_gru_and_learns_to_add_context():
+    model = small_model("gru_attention", decoder="residual", embedding_dim=16, hidden_dim=16)
+    probe = keras.Model(model.inputs, [model.get_layer("gru_states").output,
+                                       model.get_layer("sequence_output").output])
+    states, output = (ops.convert_to_numpy(t) for t in probe(batch()))
+    np.testing.assert_allclose(output, states, atol=1e-7)  # zero context projection at start
+    projection = model.get_layer("context_projection")
+    projection.set_weights([np.eye(16, dtype="float32")])
+    states, output = (ops.convert_to_numpy(t) for t in probe(batch()))
+    context = ops.convert_to_numpy(model.get_layer("attention")(
+        states, padding_mask=batch() != 0)[0])
+    np.testing.assert_allclose(output, states + context, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"`decoder` must be one of \('tanh', 'linear'"):
+        small_model("gru_attention", decoder="bilinear")
+
+
+def test_gru_attention_without_attention_has_no_attention_layer():
+    model = small_model("gru_attention", use_attention=False)
+    names = {layer.name for layer in model.layers}
+    assert "attention" not in names and "state_and_context" not in names
+    with pytest.raises(ValueError, match="has no 'attention' layer"):
+        attention_weights_model(model)
 
 
 def test_pretrained_embeddings_are_loaded_and_can_be_frozen():

@@ -9,6 +9,7 @@ from keras_seqrec.layers.item_embedding import MASKED_SCORE
 
 
 QUERY_BLOCK = 16  # queries per block of `additive_scores` in the layer's full call
+QUERIES = ("position", "learned")  # CausalBahdanauAttention(query=...)
 
 
 def additive_scores(query, key, score_vector, chunk_size: int = QUERY_BLOCK):
@@ -84,6 +85,13 @@ class CausalBahdanauAttention(keras.layers.Layer):
 
     Args:
         units: width of the additive scoring space.
+        query: what asks the question at position t. `"position"`: the state there,
+            `score(t, s) = v^T tanh(W_q h_t + W_k h_s)` (Bahdanau's form). `"learned"`: one
+            trained vector q for every position, `score(s) = v^T tanh(q + W_k h_s)` (the global
+            query of self-attentive pooling): position t still weighs only s <= t, but a key's
+            score no longer depends on t, so the layer never forms the
+            `(batch, length, length, units)` energies and costs `batch * length * units` plus
+            the `batch * length^2` weights.
 
     Call arguments:
         inputs: hidden states `(batch, length, dim)`.
@@ -110,32 +118,48 @@ class CausalBahdanauAttention(keras.layers.Layer):
         Translate", ICLR 2015.
     """
 
-    def __init__(self, units: int = 64, **kwargs):
+    def __init__(self, units: int = 64, query: str = "position", **kwargs):
         super().__init__(**kwargs)
+        if query not in QUERIES:
+            raise ValueError(f"`query` must be one of {QUERIES}; got {query!r}.")
         self.units = int(units)
-        self.query_dense = keras.layers.Dense(self.units, use_bias=False, name="query")
+        self.query = query
+        if query == "position":
+            self.query_dense = keras.layers.Dense(self.units, use_bias=False, name="query")
         self.key_dense = keras.layers.Dense(self.units, use_bias=True, name="key")
         self.score_dense = keras.layers.Dense(1, use_bias=False, name="score")
 
     def build(self, input_shape):
-        self.query_dense.build(input_shape)
+        if self.query == "position":
+            self.query_dense.build(input_shape)
+        else:
+            # Zeros, like the key's bias it adds to: the start is the same as a bias-only key.
+            self.learned_query = self.add_weight(shape=(self.units,), initializer="zeros",
+                                                 name="learned_query")
         self.key_dense.build(input_shape)
         self.score_dense.build(tuple(input_shape[:-1]) + (self.units,))
         self.built = True
+
+    def _scores(self, inputs, last_only):
+        """Float32 scores `(batch, queries, length)` before masking; with the learned query,
+        `(batch, 1, length)`, the same row for every query."""
+        key = self.key_dense(inputs)  # (batch, s, units)
+        vector = self.score_dense.kernel[:, 0]
+        if self.query == "learned":
+            energy = ops.tanh(ops.cast(key, "float32") + ops.cast(self.learned_query, "float32"))
+            return ops.expand_dims(ops.einsum("bsu,u->bs", energy, ops.cast(vector, "float32")),
+                                   1)
+        query = self.query_dense(inputs[:, -1:, :] if last_only else inputs)  # (batch, t, units)
+        # One query (last_only) is one block of one: no padding to a block of 16.
+        return additive_scores(query, key, vector, chunk_size=1 if last_only else QUERY_BLOCK)
 
     def call(self, inputs, padding_mask=None, mask=None, last_only=False):
         if padding_mask is None:
             padding_mask = mask
         length = ops.shape(inputs)[1]
         positions = ops.arange(length)
-        queries, query_positions = inputs, positions
-        if last_only:
-            queries, query_positions = inputs[:, -1:, :], positions[-1:]
-        query = self.query_dense(queries)  # (batch, t, units)
-        key = self.key_dense(inputs)  # (batch, s, units)
-        # One query (last_only) is one block of one: no padding to a block of 16.
-        scores = additive_scores(query, key, self.score_dense.kernel[:, 0],
-                                 chunk_size=1 if last_only else QUERY_BLOCK)
+        query_positions = positions[-1:] if last_only else positions
+        scores = self._scores(inputs, last_only)
         allowed = ops.expand_dims(query_positions, 1) >= ops.expand_dims(positions, 0)  # s <= t
         allowed = ops.expand_dims(allowed, 0)
         if padding_mask is not None:
@@ -162,5 +186,5 @@ class CausalBahdanauAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units)
+        config.update(units=self.units, query=self.query)
         return config

@@ -14,6 +14,30 @@ from keras_seqrec.models.recurrent import recurrent_states
 from keras_seqrec.models.registry import register_model
 
 ATTENTION = "attention"
+STATES = "gru_states"
+DECODERS = ("tanh", "linear", "residual")
+
+
+def _decode(states, context, decoder: str, embedding_dim: int, model=None):
+    """The decoder's layers on `(states, context)`: new layers, or `model`'s by name."""
+    def layer(name, make):
+        return model.get_layer(name) if model is not None else make()
+
+    if decoder == "residual":
+        if context is None:
+            return states
+        hidden_dim = states.shape[-1]
+        projected = layer("context_projection", lambda: layers.Dense(
+            hidden_dim, use_bias=False, kernel_initializer="zeros",
+            name="context_projection"))(context)
+        return layer("state_plus_context",
+                     lambda: layers.Add(name="state_plus_context"))([states, projected])
+    if context is not None:
+        states = layer("state_and_context",
+                       lambda: layers.Concatenate(name="state_and_context"))([states, context])
+    activation = "tanh" if decoder == "tanh" else None
+    return layer("attentional_state", lambda: layers.Dense(
+        embedding_dim, activation=activation, name="attentional_state"))(states)
 
 
 @register_model("gru_attention")
@@ -24,6 +48,9 @@ def gru_attention(
     hidden_dim: int = 64,
     num_layers: int = 2,
     attention_units: int = 64,
+    query: str = "position",
+    decoder: str = "tanh",
+    use_attention: bool = True,
     dropout: float = 0.2,
     embedding_dropout: Optional[float] = None,
     residual: bool = True,
@@ -44,6 +71,17 @@ def gru_attention(
         hidden_dim: GRU state width.
         num_layers: stacked GRU layers.
         attention_units: width of the additive scoring space.
+        query: `"position"`: position t's own state is the query (Bahdanau's form, cost
+            `batch * length^2 * attention_units`); `"learned"`: one trained query vector for
+            every position (cost `batch * length * attention_units`); see
+            `CausalBahdanauAttention`.
+        decoder: how the state `h_t` and the context `c_t` become the vector scored against
+            the items. `"tanh"`: `tanh(W [h_t; c_t])` (Luong's attentional state);
+            `"linear"`: `W [h_t; c_t]`, NARM's bilinear decoder `e_i^T B [c_t; h_t]` written as
+            a projection; `"residual"`: `h_t + W c_t` with `W` starting at zero, so the model
+            starts as the plain GRU and the attention adds what it is worth.
+        use_attention: False drops the attention (the context is zero), for ablations: the
+            decoder then reads `h_t` alone.
         dropout: drop rate after each GRU layer and on the attentional state before scoring
             (and after the embedding unless `embedding_dropout` is given).
         embedding_dropout: drop rate on the input item embeddings; `None` uses `dropout`. Set
@@ -73,6 +111,8 @@ def gru_attention(
     """
     common.validate_common(dropout=dropout, num_layers=num_layers,
                            embedding_dropout=embedding_dropout)
+    if decoder not in DECODERS:
+        raise ValueError(f"`decoder` must be one of {DECODERS}; got {decoder!r}.")
     if embedding_dropout is None:
         embedding_dropout = dropout
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
@@ -85,11 +125,13 @@ def gru_attention(
     embedding = common.item_embedding(num_items, embedding_dim)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
     states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout, residual)
-    context, _ = CausalBahdanauAttention(attention_units, name=ATTENTION)(
-        states, padding_mask=mask
-    )
-    x = layers.Concatenate(name="state_and_context")([states, context])
-    x = layers.Dense(embedding_dim, activation="tanh", name="attentional_state")(x)
+    states = layers.Identity(name=STATES)(states)
+    context = None
+    if use_attention:
+        context, _ = CausalBahdanauAttention(attention_units, query=query, name=ATTENTION)(
+            states, padding_mask=mask
+        )
+    x = _decode(states, context, decoder, embedding_dim)
     x = layers.Dropout(dropout, name="output_dropout")(x)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
@@ -102,19 +144,23 @@ def _last_position_hidden(model: keras.Model):
     """The last position's `sequence_output` of a gru_attention model, attending from that
     position only (what ranking and serving need); None for any other model."""
     names = {layer.name for layer in model.layers}
-    if not {ATTENTION, "state_and_context", "attentional_state", "output_dropout"} <= names:
+    if not {ATTENTION, "output_dropout"} <= names:
         return None
     attention = model.get_layer(ATTENTION)
     if not isinstance(attention, CausalBahdanauAttention):
         return None
-    concatenate = model.get_layer("state_and_context")
-    states, _ = concatenate.input  # every position's GRU state, (batch, length, hidden)
+    # Every position's GRU state, (batch, length, hidden); models saved before the states
+    # layer was named keep them as the first input of the concatenation.
+    states = (model.get_layer(STATES).output if STATES in names
+              else model.get_layer("state_and_context").input[0])
     context, _ = attention(states, padding_mask=model.get_layer("padding_mask").output,
                            last_only=True)
-    x = concatenate([LastPosition(name="last_state")(states),
-                     LastPosition(name="last_context")(context)])
-    for name in ("attentional_state", "output_dropout", "output_projection",
-                 common.SEQUENCE_OUTPUT):
+    decoder = ("residual" if "state_plus_context" in names else
+               "linear" if model.get_layer("attentional_state").activation.__name__ == "linear"
+               else "tanh")
+    x = _decode(LastPosition(name="last_state")(states),
+                LastPosition(name="last_context")(context), decoder, None, model=model)
+    for name in ("output_dropout", "output_projection", common.SEQUENCE_OUTPUT):
         if name in names:
             x = model.get_layer(name)(x)
     return x
