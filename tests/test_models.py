@@ -190,7 +190,7 @@ def test_attention_weights_are_causal_and_ignore_padding():
             assert np.all(weights[b, t, ~allowed] == 0.0)
 
 
-def test_gru_attention_embedding_dropout_is_separate_and_defaults_to_dropout():
+def test_gru_attention_embedding_and_output_dropout_are_separate_and_default_to_dropout():
     def rates(model):
         return {layer.name: layer.rate for layer in model.layers
                 if isinstance(layer, keras.layers.Dropout)}
@@ -202,6 +202,10 @@ def test_gru_attention_embedding_dropout_is_separate_and_defaults_to_dropout():
     assert set(split.values()) == {0.3} and len(split) == len(shared) - 1
     with pytest.raises(ValueError, match=r"`embedding_dropout` is a drop rate in \[0, 1\)"):
         small_model("gru_attention", embedding_dropout=1.0)
+    assert rates(small_model("gru_attention", dropout=0.3, output_dropout=0.0))[
+        "output_dropout"] == 0.0
+    with pytest.raises(ValueError, match=r"`output_dropout` is a drop rate in \[0, 1\)"):
+        small_model("gru_attention", output_dropout=-0.1)
 
 
 def test_gru_attention_residual_stack_adds_each_later_layer_to_its_input():

@@ -130,10 +130,10 @@ def single_input(model: keras.Model):
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
-def validate_common(*, dropout: float, num_layers: int,
-                    embedding_dropout: float | None = None) -> None:
-    """Check the shared hyperparameters; `embedding_dropout` only when the model has one set."""
-    rates = {"dropout": dropout, "embedding_dropout": embedding_dropout}
+def validate_common(*, dropout: float, num_layers: int, **other_rates: float | None) -> None:
+    """Check the shared hyperparameters and any other drop rates a model has (by name, e.g.
+    `embedding_dropout=`; None is a rate left to its default)."""
+    rates = {"dropout": dropout, **other_rates}
     for name, rate in rates.items():
         if rate is not None and not 0.0 <= rate < 1.0:
             raise ValueError(f"`{name}` is a drop rate in [0, 1); got {rate!r}.")
