@@ -129,12 +129,16 @@ def _read_dat_release(folder: str, release: _Release) -> tuple[pd.DataFrame, pd.
         dtype={"u": np.int64, "i": np.int64, "r": np.float32, "t": np.int64},
     )
     ratings.columns = [USER, ITEM, RATING, TIMESTAMP]
-    movies = pd.read_csv(
-        os.path.join(folder, release.movies), sep="::", engine="python", header=None,
-        names=[ITEM, "title", "genres"], encoding="latin-1",
-    ).set_index(ITEM)
+    return ratings, read_movies_dat(os.path.join(folder, release.movies))
+
+
+def read_movies_dat(path: PathLike) -> pd.DataFrame:
+    """ML-1M's `movies.dat` (`id::title::genre|genre`) as an items frame indexed by movie id,
+    with `title` and `genres` (a list per movie), as `load(...).items` gives it."""
+    movies = pd.read_csv(path, sep="::", engine="python", header=None,
+                         names=[ITEM, "title", "genres"], encoding="latin-1").set_index(ITEM)
     movies["genres"] = movies["genres"].str.split("|")
-    return ratings, movies
+    return movies
 
 
 _GENRES_100K = [

@@ -1,0 +1,137 @@
+"""Item features aligned with the vocabulary: hand-checked on tiny frames, then the real loaders."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import keras_seqrec as ks
+from keras_seqrec.data.features import (
+    MISSING_TOKEN,
+    ItemFeatures,
+    movielens_features,
+    read_id_map,
+    read_item2attributes,
+    read_item_features,
+)
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def test_tokens_are_aligned_with_vocabulary_indices_and_missing_is_explicit():
+    vocab = ks.data.Vocabulary(["a", "b", "c", "d"])
+    frame = pd.DataFrame({"item": ["c", "a", "zzz", "b"],  # "zzz" is not in the vocabulary
+                          "brand": ["Acme", "Zed", "Acme", None],
+                          "cats": [["x", "y"], "y|z", "w", []],
+                          "title": ["The Big Red", None, "w", "red dog"]})
+    features = ItemFeatures.from_frame(vocab, frame, categorical=["brand", "cats"],
+                                       text=["title"])
+    # Row 0 is padding; "d" has no row and "b" has no brand: one missing token each.
+    assert features.item_tokens("brand", 1) == ["zed"]
+    assert features.item_tokens("brand", 3) == ["acme"]
+    assert features.categorical["brand"][[0, 2, 4]].tolist() == [[0], [MISSING_TOKEN],
+                                                                 [MISSING_TOKEN]]
+    assert features.item_tokens("cats", 1) == ["y", "z"]
+    assert features.item_tokens("cats", 3) == ["x", "y"]
+    assert features.item_tokens("cats", 2) == ["<missing>"]  # an empty list is missing
+    assert features.item_tokens("title", 2) == ["red", "dog"]
+    assert features.item_tokens("title", 3) == ["the", "big", "red"]
+    # Tokens come from the vocabulary's items only ("w" belongs to the unknown item).
+    assert "w" not in features.tokens["cats"] and features.tokens["cats"][:2] == (
+        "<pad>", "<missing>")
+    assert features.coverage["brand"] == 0.5 and features.coverage["title"] == 0.5
+    assert features.describe()["cats"] == {"kind": "tokens", "width": 2, "tokens": 3,
+                                           "coverage": 0.5}
+
+
+def test_dense_vectors_by_raw_id_with_zeros_for_the_rest():
+    vocab = ks.data.Vocabulary([10, 20, 30])
+    base = ItemFeatures(vocab)
+    table = pd.DataFrame([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], index=[30, 10, 99])
+    features = base.with_dense("image", table)
+    np.testing.assert_array_equal(features.dense["image"],
+                                  [[0, 0], [3, 4], [0, 0], [1, 2]])
+    assert features.has_dense["image"].tolist() == [False, True, False, True]
+    assert "image" not in base.dense  # with_dense returns a copy
+    pair = base.with_dense("text", (np.array([20]), np.ones((1, 3))))
+    assert pair.dense["text"].shape == (4, 3) and pair.coverage["text"] == pytest.approx(1 / 3)
+
+
+def test_bad_feature_input_gets_one_clear_error():
+    vocab = ks.data.Vocabulary([10, 20, 30])
+    base = ItemFeatures(vocab)
+    with pytest.raises(ValueError, match=r"1 vectors hold NaN or infinite values, the first "
+                                         r"for item 20;"):
+        base.with_dense("v", (np.array([10, 20]), np.array([[1.0], [np.nan]])))
+    with pytest.raises(ValueError, match=r"expected a \(items, d\) matrix with one row per id"):
+        base.with_dense("v", (np.array([10, 20]), np.ones(2)))
+    with pytest.raises(ValueError, match=r"Item '10' appears 2 times"):
+        base.with_dense("v", (np.array([10, 10]), np.ones((2, 1))))
+    with pytest.raises(ValueError, match=r"No item of dense field 'v' is in the vocabulary"):
+        base.with_dense("v", (np.array([1, 2]), np.ones((2, 1))))
+    with pytest.raises(ValueError, match="Feature field 'v' is given twice"):
+        base.with_dense("v", (np.array([10]), np.ones((1, 1)))).with_dense(
+            "v", (np.array([10]), np.ones((1, 1))))
+    frame = pd.DataFrame({"item": ["x", "y"], "genre": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"No item of the feature frame is in the vocabulary"):
+        ItemFeatures.from_frame(vocab, frame, categorical=["genre"])
+    with pytest.raises(ValueError, match=r"Feature columns \['brand'\] are not in the frame"):
+        ItemFeatures.from_frame(vocab, frame, categorical=["brand"])
+    with pytest.raises(ValueError, match=r"no item column 'movie'"):
+        ItemFeatures.from_frame(vocab, frame, item="movie", categorical=["genre"])
+
+
+def test_csv_item_ids_read_as_text_match_an_integer_vocabulary(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item,genres,title\n20,Drama|Comedy,Two Words\n30,,Three\n")
+    features = read_item_features(path, ks.data.Vocabulary([10, 20, 30]),
+                                  categorical=["genres"], text=["title"])
+    assert features.item_tokens("genres", 2) == ["drama", "comedy"]
+    assert features.item_tokens("genres", 3) == ["<missing>"]
+    assert features.item_tokens("title", 3) == ["three"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_item_features(tmp_path / "none.csv", ks.data.Vocabulary([1]))
+
+
+def test_movielens_genres_and_titles_follow_the_vocabulary():
+    data = ks.prepare(ks.datasets.load("ml-latest-small"), max_len=20, min_rating=3.0,
+                      min_user_interactions=5, min_item_interactions=5)
+    features = movielens_features(data.items, data.vocabulary)
+    index = int(data.vocabulary.lookup([260])[0])  # Star Wars: Episode IV (1977)
+    assert features.item_tokens("genres", index) == ["action", "adventure", "sci-fi"]
+    assert features.item_tokens("title", index)[:2] == ["star", "wars"]
+    assert features.categorical["genres"].shape[0] == data.vocabulary.size
+    assert features.coverage["title"] == 1.0
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "ml-1m", "movies.dat")),
+                    reason="shared ML-1M data absent")
+def test_sasrec_ml1m_items_get_their_movies_through_the_id_map():
+    folder = os.path.join(SHARED, "ml-1m")
+    log = ks.datasets.read_sequences(os.path.join(folder, "ml-1m.txt.gz"))
+    vocab = ks.data.Vocabulary(np.unique(log.frame["item"]))
+    movies = ks.datasets.movielens.read_movies_dat(os.path.join(folder, "movies.dat"))
+    features = movielens_features(movies, vocab,
+                                  id_map=read_id_map(os.path.join(folder,
+                                                                  "sas_to_original_items.txt")))
+    first = int(vocab.lookup([1])[0])  # SASRec item 1 is movie 1198, Raiders of the Lost Ark
+    assert features.item_tokens("title", first)[:3] == ["raiders", "of", "the"]
+    assert features.item_tokens("genres", first) == ["action", "adventure"]
+    assert features.coverage["genres"] == 1.0
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "amazon-beauty",
+                                                    "Beauty_item2attributes.json")),
+                    reason="shared Amazon Beauty data absent")
+def test_beauty_attributes_cover_every_item():
+    folder = os.path.join(SHARED, "amazon-beauty")
+    log = ks.datasets.read_sequences(os.path.join(folder, "Beauty.txt"))
+    vocab = ks.data.Vocabulary(np.unique(log.frame["item"]))
+    features = read_item2attributes(os.path.join(folder, "Beauty_item2attributes.json"), vocab)
+    matrix = features.categorical["attributes"]
+    assert features.describe()["attributes"] == {"kind": "tokens", "width": 6, "tokens": 637,
+                                                 "coverage": 1.0}
+    # The file lists 45,037 (item, attribute) pairs, 5 of them an item's attribute repeated.
+    assert int((matrix[1:] > MISSING_TOKEN).sum()) == 45_032
+    assert features.item_tokens("attributes", int(vocab.lookup([4])[0])) == ["1", "2", "3"]
