@@ -25,8 +25,8 @@ MODELS = ks.available_models()
 # the checks of the zoo's contract; the costlier training checks run on the defaults only.
 VARIANTS = [(name, {}) for name in MODELS] + [
     ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64}),
-    ("gru_attention", {"query": "learned"}), ("gru_attention", {"decoder": "residual"}),
-    ("gru_attention", {"decoder": "linear", "use_attention": False})]
+    ("gru_attention", {"query": "position", "decoder": "tanh"}),
+    ("gru_attention", {"decoder": "linear"}), ("gru_attention", {"use_attention": False})]
 CONTRACT = ["causal", "trimmed_padding_and_long_inputs", "last_position_model",
             "keras_file_round_trip"]
 BATTERY = [
@@ -235,7 +235,7 @@ def test_attention_layer_round_trips_its_config():
 
 
 def test_gru_attention_residual_decoder_starts_as_the_plain_gru_and_learns_to_add_context():
-    model = small_model("gru_attention", decoder="residual", embedding_dim=16, hidden_dim=16)
+    model = small_model("gru_attention", embedding_dim=16, hidden_dim=16)  # the default decoder
     probe = keras.Model(model.inputs, [model.get_layer("gru_states").output,
                                        model.get_layer("sequence_output").output])
     states, output = (ops.convert_to_numpy(t) for t in probe(batch()))

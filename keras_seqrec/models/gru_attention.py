@@ -48,8 +48,8 @@ def gru_attention(
     hidden_dim: int = 64,
     num_layers: int = 2,
     attention_units: int = 64,
-    query: str = "position",
-    decoder: str = "tanh",
+    query: str = "learned",
+    decoder: str = "residual",
     use_attention: bool = True,
     dropout: float = 0.2,
     embedding_dropout: Optional[float] = None,
@@ -61,9 +61,14 @@ def gru_attention(
 ) -> keras.Model:
     """Stacked GRU + causal Bahdanau (additive) attention, then scores over the catalogue.
 
-    At each position t the attention layer weighs the GRU states of positions <= t; the context
-    vector is concatenated with the state at t and mixed by a tanh dense layer before scoring.
-    `attention_weights_model(model)` returns the weights for explanations.
+    At each position t the attention layer weighs the GRU states of positions <= t into a
+    context vector `c_t`; by default the vector scored against the items is `h_t + W c_t`, with
+    `W` starting at zero, so the model starts as the plain GRU and the attention adds what it is
+    worth, and the query is one learned vector, so the attention costs `batch * length * units`
+    instead of `batch * length^2 * units`. The ablation behind these defaults is
+    `benchmarks/ABLATION.md`; `query="position", decoder="tanh"` is the earlier model (each
+    state queries, `tanh(W [h_t; c_t])` is scored). `attention_weights_model(model)` returns
+    the weights for explanations.
 
     Args:
         num_items: catalogue size without padding.
