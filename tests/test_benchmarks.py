@@ -50,3 +50,21 @@ def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(b
     assert f"0.0800 ± {se:.4f} |" in narrow and f"0.0800 ± {se:.4f}* |" in narrow
     assert "n/a (older run)" in narrow
     assert (tmp_path / "results.png").stat().st_size > 1000
+
+
+def test_committed_ablation_table_is_the_one_its_script_renders_from_the_committed_runs():
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("bench_ablation", root / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.render()
+    assert "not run yet" not in text  # every arm of the grid has its committed result
+    assert (root / "ABLATION.md").read_text() == text
+    # Every grid arm but the reference carries its paired difference to the reference.
+    arms = {arm: line.split(" | ")[3] for _, arm, _ in module.GRID
+            for line in text.splitlines() if f"| {arm} |" in line}
+    assert len(arms) == len(module.GRID)
+    assert [arm for arm, paired in arms.items() if "±" not in paired] == [module.GRID[0][1]]
