@@ -49,6 +49,13 @@ def _peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
+def _param(text):
+    """`KEY=VALUE` as the CLI reads it (VALUE as JSON when it parses)."""
+    from keras_seqrec.cli import parse_param
+
+    return parse_param(text)
+
+
 def _write(name, result):
     os.makedirs(OUT, exist_ok=True)
     script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.dirname(HERE))
@@ -83,7 +90,8 @@ def bench_train(args):
     timed = {}  # model -> seconds per epoch, this run
     for name in args.models:
         keras.utils.set_random_seed(0)
-        model = ks.build_model(name, data.num_items, data.max_len)
+        params = {k: v for k, v in args.param if k in ks.models.hyperparameters(name)}
+        model = ks.build_model(name, data.num_items, data.max_len, **params)
         # What fit_recommender trains by default (the fused full softmax), without validation.
         train_model, batches, loss = training_setup(model, data, SoftmaxCrossEntropy(),
                                                     batch_size=args.batch_size)
@@ -125,7 +133,9 @@ def bench_train(args):
             result["target_ratio_to_gru"] = 1.5
             result["pass"] = result["ratio_to_gru"] <= 1.5
         timed[name] = epoch_s
-        _write(f"train_ml1m_{name}_{device}", result)
+        if params:
+            result["hyperparameters"] = params
+        _write(f"train_ml1m_{name}_{device}" + (f"_{args.tag}" if args.tag else ""), result)
 
 
 def bench_serve(args):
@@ -416,7 +426,8 @@ def render(_args=None):
         verdict = {True: "PASS", False: "FAIL"}.get(r.get("pass"), "-")
         if r["benchmark"] == "train_ml1m":
             what = (f"{r['model']} training on {r['device']}, ML-1M, max_len 200, "
-                    f"batch {r['batch_size']}")
+                    f"batch {r['batch_size']}"
+                    + "".join(f", {k}={v}" for k, v in r.get("hyperparameters", {}).items()))
             measured = (f"{r['seconds_per_epoch']} s/epoch, "
                         f"{r['positions_per_second']:,} positions/s, process peak RSS "
                         f"{r['peak_rss_gib']} GiB")
@@ -483,6 +494,9 @@ def main(argv=None):
     t.add_argument("--models", nargs="+", default=["gru", "gru_attention", "sasrec"])
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                   help="a model hyperparameter, given to each model that has it (repeatable)")
+    t.add_argument("--tag", default="", help="suffix of the result files' names")
     t.add_argument("--data-dir", default=None)
     t.set_defaults(func=bench_train)
     s = sub.add_parser("serve")
