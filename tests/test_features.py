@@ -40,7 +40,7 @@ def test_tokens_are_aligned_with_vocabulary_indices_and_missing_is_explicit():
     # Tokens come from the vocabulary's items only ("w" belongs to the unknown item).
     assert "w" not in features.tokens["cats"] and features.tokens["cats"][:2] == (
         "<pad>", "<missing>")
-    assert features.coverage["brand"] == 0.5 and features.coverage["title"] == 0.5
+    assert features.coverage("brand") == 0.5 and features.coverage("title") == 0.5
     assert features.describe()["cats"] == {"kind": "tokens", "width": 2, "tokens": 3,
                                            "coverage": 0.5}
 
@@ -55,7 +55,7 @@ def test_dense_vectors_by_raw_id_with_zeros_for_the_rest():
     assert features.has_dense["image"].tolist() == [False, True, False, True]
     assert "image" not in base.dense  # with_dense returns a copy
     pair = base.with_dense("text", (np.array([20]), np.ones((1, 3))))
-    assert pair.dense["text"].shape == (4, 3) and pair.coverage["text"] == pytest.approx(1 / 3)
+    assert pair.dense["text"].shape == (4, 3) and pair.coverage("text") == pytest.approx(1 / 3)
 
 
 def test_bad_feature_input_gets_one_clear_error():
@@ -102,7 +102,7 @@ def test_movielens_genres_and_titles_follow_the_vocabulary():
     assert features.item_tokens("genres", index) == ["action", "adventure", "sci-fi"]
     assert features.item_tokens("title", index)[:2] == ["star", "wars"]
     assert features.categorical["genres"].shape[0] == data.vocabulary.size
-    assert features.coverage["title"] == 1.0
+    assert features.coverage("title") == 1.0
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "ml-1m", "movies.dat")),
@@ -118,7 +118,7 @@ def test_sasrec_ml1m_items_get_their_movies_through_the_id_map():
     first = int(vocab.lookup([1])[0])  # SASRec item 1 is movie 1198, Raiders of the Lost Ark
     assert features.item_tokens("title", first)[:3] == ["raiders", "of", "the"]
     assert features.item_tokens("genres", first) == ["action", "adventure"]
-    assert features.coverage["genres"] == 1.0
+    assert features.coverage("genres") == 1.0
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "amazon-beauty",

@@ -56,7 +56,6 @@ class ItemFeatures:
         dense: field -> float32 `(vocabulary.size, d)`; zeros for padding and for items
             without a vector.
         has_dense: field -> bool `(vocabulary.size,)`, True where the item has a vector.
-        coverage: field -> share of the vocabulary's items with a value in that field.
 
     Example:
 
@@ -74,11 +73,20 @@ class ItemFeatures:
     tokens: dict = dataclasses.field(default_factory=dict)
     dense: dict = dataclasses.field(default_factory=dict)
     has_dense: dict = dataclasses.field(default_factory=dict)
-    coverage: dict = dataclasses.field(default_factory=dict)
 
     @property
     def fields(self) -> list[str]:
         return list(self.categorical) + list(self.dense)
+
+    def coverage(self, field: str) -> float:
+        """Share of the vocabulary's items with a value in `field` (padding not counted)."""
+        present = (self.has_dense[field] if field in self.dense
+                   else self.categorical[field][:, 0] != MISSING_TOKEN)[1:]
+        return float(present.mean()) if len(present) else 0.0
+
+    def _check_new_field(self, field: str) -> None:
+        if field in self.categorical or field in self.dense:
+            raise ValueError(f"Feature field {field!r} is given twice.")
 
     def cardinality(self, field: str) -> int:
         """Number of token ids of a categorical or text field, the two reserved ones included."""
@@ -134,8 +142,7 @@ class ItemFeatures:
         return out
 
     def _add_tokens(self, field: str, rows: np.ndarray, values: list, max_tokens) -> None:
-        if field in self.categorical or field in self.dense:
-            raise ValueError(f"Feature field {field!r} is given twice.")
+        self._check_new_field(field)
         known = rows > 0
         per_item = [v[:max_tokens] if max_tokens else v for v, k in zip(values, known) if k]
         names = sorted({t for tokens in per_item for t in tokens})
@@ -149,8 +156,6 @@ class ItemFeatures:
                 matrix[row, :len(tokens)] = [token_id[t] for t in tokens]
         self.categorical[field] = matrix
         self.tokens[field] = RESERVED_TOKENS + tuple(names)
-        self.coverage[field] = float(np.mean(matrix[1:, 0] != MISSING_TOKEN)) if len(
-            matrix) > 1 else 0.0
 
     def with_dense(self, field: str, table: Union[pd.DataFrame, tuple]) -> "ItemFeatures":
         """A copy with one more dense field: vectors keyed by raw item id, e.g. from any text or
@@ -188,19 +193,17 @@ class ItemFeatures:
                              "fill or drop them (an item without a vector gets zeros and "
                              "has_dense False).")
         _check_unique(ids, f"dense field {field!r}")
+        self._check_new_field(field)
         rows = _rows_in_vocabulary(self.vocabulary, ids, f"dense field {field!r}")
         out = dataclasses.replace(self, categorical=dict(self.categorical),
                                   tokens=dict(self.tokens), dense=dict(self.dense),
-                                  has_dense=dict(self.has_dense), coverage=dict(self.coverage))
-        if field in out.categorical or field in out.dense:
-            raise ValueError(f"Feature field {field!r} is given twice.")
+                                  has_dense=dict(self.has_dense))
         known = rows > 0
         vectors = np.zeros((self.vocabulary.size, matrix.shape[1]), dtype=np.float32)
         vectors[rows[known]] = matrix[known]
         present = np.zeros(self.vocabulary.size, dtype=bool)
         present[rows[known]] = True
         out.dense[field], out.has_dense[field] = vectors, present
-        out.coverage[field] = float(present[1:].mean()) if len(present) > 1 else 0.0
         return out
 
     def describe(self) -> dict:
@@ -209,10 +212,10 @@ class ItemFeatures:
         for field, matrix in self.categorical.items():
             out[field] = {"kind": "tokens", "width": int(matrix.shape[1]),
                           "tokens": self.cardinality(field) - len(RESERVED_TOKENS),
-                          "coverage": round(self.coverage[field], 4)}
+                          "coverage": round(self.coverage(field), 4)}
         for field, matrix in self.dense.items():
             out[field] = {"kind": "dense", "width": int(matrix.shape[1]),
-                          "coverage": round(self.coverage[field], 4)}
+                          "coverage": round(self.coverage(field), 4)}
         return out
 
 
