@@ -166,9 +166,8 @@ def _last_position_hidden(model: keras.Model):
               else model.get_layer("state_and_context").input[0])
     context, _ = attention(states, padding_mask=model.get_layer("padding_mask").output,
                            last_only=True)
-    decoder = ("residual" if "state_plus_context" in names else
-               "linear" if model.get_layer("attentional_state").activation.__name__ == "linear"
-               else "tanh")
+    # Reused layers carry their own activation, so "tanh" stands for "linear" too.
+    decoder = "residual" if "state_plus_context" in names else "tanh"
     x = _decode(LastPosition(name="last_state")(states),
                 LastPosition(name="last_context")(context), decoder, None, model=model)
     for name in ("output_dropout", "output_projection", common.SEQUENCE_OUTPUT):
