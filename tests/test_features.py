@@ -135,3 +135,90 @@ def test_beauty_attributes_cover_every_item():
     # The file lists 45,037 (item, attribute) pairs, 5 of them an item's attribute repeated.
     assert int((matrix[1:] > MISSING_TOKEN).sum()) == 45_032
     assert features.item_tokens("attributes", int(vocab.lookup([4])[0])) == ["1", "2", "3"]
+
+
+# Feature-aware models: the item vector adds pooled feature embeddings (FeatureItemEmbedding).
+
+def _category_walk(num_items=20, categories=4, cold=19, users=300, length=9, seed=0):
+    """Raw ids 0..num_items-1 of category `id % categories`; each next item is a random item of
+    the last one's category + 1, never `cold`. Returns (sequences, features)."""
+    rng = np.random.default_rng(seed)
+    by_category = [[i for i in range(num_items) if i % categories == c and i != cold]
+                   for c in range(categories)]
+    sequences = np.empty((users, length), dtype=np.int32)
+    category = rng.integers(0, categories, size=users)
+    for t in range(length):
+        sequences[:, t] = [rng.choice(by_category[c]) for c in category]
+        category = (category + 1) % categories
+    vocab = ks.data.Vocabulary(list(range(num_items)))
+    frame = pd.DataFrame({"item": range(num_items),
+                          "category": [f"c{i % categories}" for i in range(num_items)]})
+    return sequences, ItemFeatures.from_frame(vocab, frame, categorical=["category"])
+
+
+def _cold_item_hits(**hyperparameters):
+    """Share of histories ending in category 2 after which the never-seen item (category 3)
+    is outscored by fewer than 4 items, i.e. ranks with its category's 4 seen items."""
+    import keras
+
+    sequences, features = _category_walk()
+    indices = sequences + 1  # Vocabulary(range(20)) maps raw id i to index i + 1
+    keras.utils.set_random_seed(0)
+    model = ks.build_model("gru", 20, 8, embedding_dim=16, hidden_dim=16, dropout=0.0,
+                           **hyperparameters)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ks.losses.SoftmaxCrossEntropy())
+    model.fit(indices[:, :-1], indices[:, 1:], epochs=20, batch_size=32, verbose=0)
+    histories = indices[sequences[:, -1] % 4 == 2]
+    scores = keras.ops.convert_to_numpy(
+        ks.models.common.last_position_model(model)(histories))
+    cold = scores[:, 20]
+    return float(np.mean((scores[:, 1:] > cold[:, None]).sum(axis=1) < 4))
+
+
+def test_an_item_never_seen_in_training_is_scored_from_its_features():
+    _, features = _category_walk()
+    assert _cold_item_hits(item_features=features, id_embedding=False) >= 0.95
+    # The same model knowing items by id only has nothing to score the new item with.
+    assert _cold_item_hits() <= 0.2
+
+
+def test_feature_models_check_their_inputs():
+    _, features = _category_walk()
+    with pytest.raises(ValueError, match=r"cover 20 items but the model has num_items=25"):
+        ks.build_model("sasrec", 25, 8, item_features=features)
+    with pytest.raises(ValueError, match=r"pure content model, which needs `item_features`"):
+        ks.build_model("gru", 20, 8, id_embedding=False)
+    with pytest.raises(ValueError, match=r"must be a keras_seqrec.data.ItemFeatures"):
+        ks.build_model("gru", 20, 8, item_features={"genre": [1, 2]})
+    matrix = np.zeros((21, 16), dtype="float32")
+    with pytest.raises(ValueError, match=r"`id_embedding=False` removes"):
+        ks.build_model("gru", 20, 8, embedding_dim=16, item_features=features,
+                       id_embedding=False, item_embeddings=matrix)
+
+
+def test_feature_vectors_are_the_mean_of_the_token_embeddings_plus_the_id_vector():
+    from keras import ops
+
+    from keras_seqrec.testing import synthetic_item_features
+
+    features = synthetic_item_features(6)
+    model = ks.build_model("gru", 6, 8, embedding_dim=4, hidden_dim=4, item_features=features)
+    layer = model.get_layer("item_embedding")
+    table = ops.convert_to_numpy(layer.item_table())
+    weights = {w.path.split("/")[-1]: ops.convert_to_numpy(w) for w in layer.weights}
+    expected = weights["embeddings"].copy()
+    for field in ("category", "words"):
+        for row, tokens in enumerate(features.categorical[field]):
+            real = tokens[tokens > 0]
+            if len(real):
+                expected[row] += weights[f"{field}_embeddings"][real].mean(axis=0)
+    present = features.has_dense["vector"]
+    expected += np.where(present[:, None], features.dense["vector"] @ weights["vector_kernel"],
+                         weights["vector_missing"])
+    np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_zoo_model_takes_item_features():
+    takes = {name: "item_features" in ks.models.hyperparameters(name)
+             for name in ks.available_models()}
+    assert all(takes.values()), takes

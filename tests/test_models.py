@@ -7,7 +7,13 @@ from keras import ops
 
 import keras_seqrec as ks
 from keras_seqrec.models import attention_weights_model, hyperparameters
-from keras_seqrec.testing import MODEL_CHECKS, check_model, sample_batch, small_builder
+from keras_seqrec.testing import (
+    MODEL_CHECKS,
+    check_model,
+    sample_batch,
+    small_builder,
+    synthetic_item_features,
+)
 
 NUM_ITEMS, MAX_LEN = 30, 8
 
@@ -27,13 +33,26 @@ VARIANTS = [(name, {}) for name in MODELS] + [
     ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64}),
     ("gru_attention", {"query": "position", "decoder": "tanh"}),
     ("gru_attention", {"decoder": "linear"}), ("gru_attention", {"use_attention": False})]
+# Feature-aware items (ids + features, and features only) reach every kind of model; they go
+# through the contract and the training checks (every feature table trains).
+FEATURES = {"item_features": synthetic_item_features}
+FEATURE_VARIANTS = [(name, FEATURES) for name in ("gru", "gru_attention", "gru4rec", "sasrec")
+                    ] + [("gru", {**FEATURES, "id_embedding": False})]
 CONTRACT = ["causal", "trimmed_padding_and_long_inputs", "last_position_model",
             "keras_file_round_trip"]
+FEATURE_CHECKS = CONTRACT + ["training_reduces_the_loss", "mixed_bfloat16"]
+
+
+def _variants(check):
+    plain = VARIANTS if check in CONTRACT else [(n, {}) for n in MODELS]
+    return plain + (FEATURE_VARIANTS if check in FEATURE_CHECKS else [])
+
+
 BATTERY = [
     pytest.param(check, name, options,
                  id=f"{check}-{name}" + "".join(f"-{k}" for k in options))
     for check in MODEL_CHECKS
-    for name, options in (VARIANTS if check in CONTRACT else [(n, {}) for n in MODELS])
+    for name, options in _variants(check)
 ]
 
 

@@ -194,24 +194,28 @@ class ItemEmbedding(keras.layers.Layer):
             )
         self.built = True
 
+    def item_table(self):
+        """The `(num_items + 1, embedding_dim)` item vectors, looked up and scored alike
+        (subclasses compute them, e.g. from item features)."""
+        return self.embeddings
+
     def call(self, inputs, reverse: bool = False, candidates=None, targets=None, mask=None):
         # `mask` (from upstream Keras masking) is accepted and not propagated: padding is
         # handled by explicit masks in the models.
+        table = self.item_table()
+        bias = self.output_bias if self.use_output_bias else None
         if reverse and targets is not None:
-            bias = self.output_bias if self.use_output_bias else None
-            return position_cross_entropy(inputs, self.embeddings, bias, targets)
+            return position_cross_entropy(inputs, table, bias, targets)
+        kernel = ops.cast(table, self.compute_dtype)
         if reverse and candidates is not None:
-            kernel = ops.cast(self.embeddings, self.compute_dtype)
-            bias = self.output_bias if self.use_output_bias else None
             return score_candidates(inputs, kernel, bias, candidates)
         if reverse:
-            kernel = ops.cast(self.embeddings, self.compute_dtype)
             logits = ops.matmul(inputs, ops.transpose(kernel))
-            if self.use_output_bias:
-                logits = logits + ops.cast(self.output_bias, logits.dtype)
+            if bias is not None:
+                logits = logits + ops.cast(bias, logits.dtype)
             return mask_padding_logits(logits)
         indices = ops.cast(inputs, "int32")
-        vectors = ops.take(ops.cast(self.embeddings, self.compute_dtype), indices, axis=0)
+        vectors = ops.take(kernel, indices, axis=0)
         # Zero the padding row on the way in, so padding carries no signal even if the row moved.
         keep = ops.cast(ops.not_equal(indices, 0), vectors.dtype)
         return vectors * ops.expand_dims(keep, -1)

@@ -13,6 +13,7 @@ from keras_seqrec.layers import (
     PaddingMask,
     TruncateSequence,
 )
+from keras_seqrec.layers.feature_embedding import feature_embedding_for
 
 SEQUENCE_OUTPUT = "sequence_output"
 
@@ -53,9 +54,31 @@ def check_item_embeddings(item_embeddings, num_items: int, embedding_dim: int) -
     return int(matrix.shape[1])
 
 
-def item_embedding(num_items: int, embedding_dim: int, use_output_bias: bool = True):
-    return ItemEmbedding(num_items, embedding_dim, use_output_bias=use_output_bias,
-                         name="item_embedding")
+def item_embedding(num_items: int, embedding_dim: int, use_output_bias: bool = True,
+                   item_features=None, id_embedding: bool = True):
+    """The `item_embedding` layer: ids only, or ids and features (`FeatureItemEmbedding`)
+    when `item_features` (an `ItemFeatures` of the dataset's vocabulary) is given; without the
+    id part and the per-item output bias when `id_embedding` is False (a pure content model:
+    no weight belongs to one item, so an item never seen in training is scored like the
+    seen items with the same features)."""
+    if item_features is None:
+        if not id_embedding:
+            raise ValueError("`id_embedding=False` makes a pure content model, which needs "
+                             "`item_features` (see keras_seqrec.data.ItemFeatures).")
+        return ItemEmbedding(num_items, embedding_dim, use_output_bias=use_output_bias,
+                             name="item_embedding")
+    size = getattr(getattr(item_features, "vocabulary", None), "size", None)
+    if size is None:
+        raise ValueError("`item_features` must be a keras_seqrec.data.ItemFeatures; got "
+                         f"{type(item_features).__name__}.")
+    if size != num_items + 1:
+        raise ValueError(
+            f"`item_features` cover {size - 1} items but the model has num_items={num_items}; "
+            "build them from the same dataset's vocabulary (data.vocabulary).")
+    return feature_embedding_for(item_features, num_items, embedding_dim,
+                                 use_id_embedding=id_embedding,
+                                 use_output_bias=use_output_bias and id_embedding,
+                                 name="item_embedding")
 
 
 def output_head(hidden, embedding: ItemEmbedding, tie_embeddings: bool, num_items: int):
@@ -72,10 +95,17 @@ def output_head(hidden, embedding: ItemEmbedding, tie_embeddings: bool, num_item
     return ItemScores(num_items, name="item_scores")(hidden)
 
 
-def finish(model: keras.Model, item_embeddings=None, freeze_item_embeddings: bool = False):
-    """Load a pretrained item matrix into `item_embedding` and optionally freeze it."""
+def finish(model: keras.Model, item_embeddings=None, freeze_item_embeddings: bool = False,
+           item_features=None):
+    """Load a pretrained item matrix and the item features into `item_embedding`, and
+    optionally freeze it."""
     layer = model.get_layer("item_embedding")
+    if item_features is not None:
+        layer.set_features(item_features)
     if item_embeddings is not None:
+        if not getattr(layer, "use_id_embedding", True):
+            raise ValueError("`item_embeddings` start the id embedding, which "
+                             "`id_embedding=False` removes; pass one or the other.")
         layer.embeddings.assign(np.asarray(item_embeddings, dtype="float32"))
     if freeze_item_embeddings:
         layer.trainable = False

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_seqrec.data.features import ItemFeatures
 from keras_seqrec.models import common
 from keras_seqrec.models.recurrent import recurrent_states
 from keras_seqrec.models.registry import register_model
@@ -25,6 +26,8 @@ def gru4rec(
     tie_embeddings: bool = True,
     item_embeddings: Optional[np.ndarray] = None,
     freeze_item_embeddings: bool = False,
+    item_features: Optional[ItemFeatures] = None,
+    id_embedding: bool = True,
 ) -> keras.Model:
     """GRU4Rec: item embedding -> GRU layers -> scores against the item embeddings.
 
@@ -51,6 +54,12 @@ def gru4rec(
         tie_embeddings: score against the input embedding (constrained embedding).
         item_embeddings: optional `(num_items + 1, dim)` starting matrix.
         freeze_item_embeddings: keep the item embedding fixed.
+        item_features: optional `keras_seqrec.data.ItemFeatures` of the dataset's
+            vocabulary: each item's vector adds pooled embeddings of its features, on the
+            input and the tied output side (`FeatureItemEmbedding`), so items unseen in
+            training still get scores from their features.
+        id_embedding: False drops the per-item id vector and output bias (with
+            `item_features`: a pure content model).
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -73,10 +82,11 @@ def gru4rec(
     mask = common.padding_mask(ids)
 
     # Layers and graph.
-    embedding = common.item_embedding(num_items, embedding_dim)
+    embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
+                                      id_embedding=id_embedding)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
     x = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
     model = keras.Model(item_ids, logits, name="gru4rec")
-    return common.finish(model, item_embeddings, freeze_item_embeddings)
+    return common.finish(model, item_embeddings, freeze_item_embeddings, item_features)

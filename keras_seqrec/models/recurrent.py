@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_seqrec.data.features import ItemFeatures
 from keras_seqrec.models import common
 from keras_seqrec.models.registry import register_model
 
@@ -41,6 +42,8 @@ def build_recurrent(
     item_embeddings: Optional[np.ndarray],
     freeze_item_embeddings: bool,
     name: str,
+    item_features=None,
+    id_embedding: bool = True,
 ) -> keras.Model:
     common.validate_common(dropout=dropout, num_layers=num_layers)
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
@@ -50,13 +53,14 @@ def build_recurrent(
     mask = common.padding_mask(ids)
 
     # Layers and graph.
-    embedding = common.item_embedding(num_items, embedding_dim)
+    embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
+                                      id_embedding=id_embedding)
     x = layers.Dropout(dropout, name="embedding_dropout")(embedding(ids))
     x = recurrent_states(x, mask, cell, hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
     model = keras.Model(item_ids, logits, name=name)
-    return common.finish(model, item_embeddings, freeze_item_embeddings)
+    return common.finish(model, item_embeddings, freeze_item_embeddings, item_features)
 
 
 def _register(cell: str, doc_name: str):
@@ -71,12 +75,14 @@ def _register(cell: str, doc_name: str):
         tie_embeddings: bool = True,
         item_embeddings: Optional[np.ndarray] = None,
         freeze_item_embeddings: bool = False,
+        item_features: Optional[ItemFeatures] = None,
+        id_embedding: bool = True,
     ) -> keras.Model:
         return build_recurrent(
             cell, num_items, max_len, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
             num_layers=num_layers, dropout=dropout, tie_embeddings=tie_embeddings,
             item_embeddings=item_embeddings, freeze_item_embeddings=freeze_item_embeddings,
-            name=cell,
+            name=cell, item_features=item_features, id_embedding=id_embedding,
         )
 
     builder.__name__ = cell
@@ -94,6 +100,12 @@ def _register(cell: str, doc_name: str):
         item_embeddings: optional `(num_items + 1, dim)` matrix to start from, e.g. from
             `keras_seqrec.item2vec.train_item2vec`.
         freeze_item_embeddings: keep the item embedding fixed (with tied output, the output too).
+        item_features: optional `keras_seqrec.data.ItemFeatures` of the dataset's
+            vocabulary: each item's vector adds pooled embeddings of its features, on the
+            input and the tied output side (`FeatureItemEmbedding`), so items unseen in
+            training still get scores from their features.
+        id_embedding: False drops the per-item id vector and output bias (with
+            `item_features`: a pure content model).
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_seqrec.data.features import ItemFeatures
 from keras_seqrec.layers import CausalPaddingMask, PaddingMask, PositionEmbedding
 from keras_seqrec.models import common
 from keras_seqrec.models.registry import register_model
@@ -26,6 +27,8 @@ def sasrec(
     freeze_item_embeddings: bool = False,
     normalized_residual: bool = False,
     ffn_dim: Optional[int] = None,
+    item_features: Optional[ItemFeatures] = None,
+    id_embedding: bool = True,
 ) -> keras.Model:
     """SASRec: item + learned position embeddings, causal self-attention blocks, tied scores.
 
@@ -50,6 +53,12 @@ def sasrec(
             pre-layer-norm). Keys and values of the attention are un-normalised either way.
         ffn_dim: inner width of the point-wise feed-forward network; defaults to
             `embedding_dim`, as in the paper (Transformers in NLP use 4 times the width).
+        item_features: optional `keras_seqrec.data.ItemFeatures` of the dataset's
+            vocabulary: each item's vector adds pooled embeddings of its features, on the
+            input and the tied output side (`FeatureItemEmbedding`), so items unseen in
+            training still get scores from their features.
+        id_embedding: False drops the per-item id vector and output bias (with
+            `item_features`: a pure content model).
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -80,7 +89,8 @@ def sasrec(
     real = PaddingMask(as_float=True, name="real_positions")(ids)  # (batch, max_len, 1)
 
     # Layers and graph.
-    embedding = common.item_embedding(num_items, embedding_dim)
+    embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
+                                      id_embedding=id_embedding)
     x = layers.Rescaling(float(np.sqrt(embedding_dim)), name="embedding_scale")(
         embedding(ids)
     )
@@ -108,5 +118,5 @@ def sasrec(
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
 
     model = keras.Model(item_ids, logits, name="sasrec")
-    return common.finish(model, item_embeddings, freeze_item_embeddings)
+    return common.finish(model, item_embeddings, freeze_item_embeddings, item_features)
 
