@@ -54,6 +54,24 @@ def load(name, data_dir):
     return datasets.load(name, data_dir=os.path.join(data_dir or SHARED, name), download=False)
 
 
+def item_features(name, data, data_dir):
+    """The dataset's own item features: MovieLens genres and title words (ML-1M through
+    SASRec's id map to `movies.dat`), Amazon Beauty's brand and categories
+    (`Beauty_item2attributes.json`)."""
+    from keras_seqrec.data import features
+    from keras_seqrec.datasets import movielens
+
+    folder = os.path.join(data_dir or SHARED, name)
+    if name == "amazon-beauty":
+        return features.read_item2attributes(
+            os.path.join(folder, "Beauty_item2attributes.json"), data.vocabulary)
+    if name == "ml-1m":
+        movies = movielens.read_movies_dat(os.path.join(folder, "movies.dat"))
+        id_map = features.read_id_map(os.path.join(folder, "sas_to_original_items.txt"))
+        return features.movielens_features(movies, data.vocabulary, id_map=id_map)
+    return features.movielens_features(data.items, data.vocabulary)
+
+
 def _commit():
     """The checked-out commit (with '-dirty' when the tree has changes), or None."""
     import subprocess
@@ -74,11 +92,11 @@ def _param(text: str):
 
 
 def run_one(dataset, model_name, data, exclude_seen, seed, command, training, params, tag="",
-            item2vec=False):
+            item2vec=False, features=None):
     import keras
 
     import keras_seqrec as ks
-    from keras_seqrec.baselines import BASELINES
+    from keras_seqrec.baselines import BASELINES, FEATURE_BASELINES
     from keras_seqrec.evaluation import evaluate_recommender
     from keras_seqrec.training import build_and_fit
 
@@ -86,12 +104,17 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     history = None
     if model_name in BASELINES:
         model = BASELINES[model_name](data)
+    elif model_name in FEATURE_BASELINES:
+        if features is None:
+            raise SystemExit(f"The {model_name} baseline needs --item-features.")
+        model = FEATURE_BASELINES[model_name](data, features)
     else:
         fit_args = dict(training)
         if "loss" in fit_args:
             fit_args["loss"] = ks.losses.get_loss(
                 fit_args.pop("loss"), num_negatives=fit_args.pop("num_negatives", None))
-        model, history = build_and_fit(model_name, data, params, item2vec=item2vec, seed=seed,
+        built = dict(params, **({"item_features": features} if features is not None else {}))
+        model, history = build_and_fit(model_name, data, built, item2vec=item2vec, seed=seed,
                                        verbose=VERBOSE, exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
     metrics, ranks = {}, {}
@@ -99,6 +122,11 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         metrics[split], ranks[split] = evaluate_recommender(
             model, data, split, cutoffs=(5, 10, 20), exclude_seen=exclude_seen,
             standard_errors=True, return_ranks=True)
+        if len(data.cold_items):  # the cold-start protocol: warm and cold targets apart
+            for targets in ("warm", "cold"):
+                metrics[f"{split}_{targets}"] = evaluate_recommender(
+                    model, data, split, cutoffs=(5, 10, 20), exclude_seen=exclude_seen,
+                    standard_errors=True, targets=targets)
     # The same model under the other seen-items setting, for comparison with papers either way.
     alt = {
         split: evaluate_recommender(model, data, split, cutoffs=(10,),
@@ -125,9 +153,12 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
                    # Every builder argument, defaults included: defaults change between versions.
                    "all_hyperparameters": {
                        k: v for k, v in {**ks.models.hyperparameters(model_name), **params}.items()
-                       if k != "item_embeddings"} if history else None,
+                       if k not in ("item_embeddings", "item_features")} if history else None,
+                   "item_features": (features.describe() if features is not None
+                                     and model_name not in BASELINES else None),
                    "seed": seed},
         "data": data.describe()["filtered"],
+        **({"cold_items": data.describe()["cold_items"]} if len(data.cold_items) else {}),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"keras {keras.__version__} ({keras.backend.backend()})",
         "command": command,
@@ -139,6 +170,9 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
     import numpy as np
 
     result["ranks_file"] = f"{model_name}{suffix}.ranks.npz"
+    if len(data.cold_items):  # which examples have a cold target, for paired cold rows
+        ranks.update({f"{split}_cold_target": data.cold_mask()[data.split(split).targets]
+                      for split in ("validation", "test")})
     np.savez_compressed(os.path.join(RESULTS, dataset, result["ranks_file"]),
                         **{k: v.astype(np.int32) for k, v in ranks.items()})
     with open(os.path.join(RESULTS, dataset, f"{model_name}{suffix}.json"), "w") as f:
@@ -212,7 +246,8 @@ def _read_ranks(path):
 
 def _choices(rows):
     """Per (dataset, seen excluded, model): the row with the best validation NDCG@10, among
-    the runs on the standard preparation (not the tie-break study); and the best baseline."""
+    the runs on the standard preparation (not the tie-break study nor the cold-start split);
+    and the best baseline of each preparation."""
     chosen, best_baseline = {}, {}
     for r in rows:
         key = (r["dataset"], r["exclude_seen"], _family(r))
@@ -222,16 +257,22 @@ def _choices(rows):
             if group not in best_baseline or val > best_baseline[group]["metrics"][
                     "validation"]["ndcg@10"]:
                 best_baseline[group] = r
-        if TIE_TAG in r["model"]:
+        if TIE_TAG in r["model"] or _cold_share(r):
             continue
         if key not in chosen or val > chosen[key]["metrics"]["validation"]["ndcg@10"]:
             chosen[key] = r
     return chosen, best_baseline
 
 
+def _cold_share(row) -> float:
+    """The share of items the row's preparation made new (0 outside the cold-start split)."""
+    return float(((row.get("config") or {}).get("prepare") or {}).get("cold_items", 0.0))
+
+
 def _group(row):
-    """Rows whose users and targets are the same: dataset, seen items, tie-break order."""
-    return row["dataset"], row["exclude_seen"], TIE_TAG in row["model"]
+    """Rows whose users, targets and training data are the same: dataset, seen items,
+    tie-break order, cold-start share."""
+    return row["dataset"], row["exclude_seen"], TIE_TAG in row["model"], _cold_share(row)
 
 
 def _versus(row, baseline) -> str:
@@ -279,7 +320,7 @@ def render():
         if r["command"] not in commands:
             commands.append(r["command"])
     table = "\n".join(lines)
-    ties = _tie_break_section(rows)
+    ties = _tie_break_section(rows) + _cold_start_section(rows, best_baseline)
     machine = rows[0]["machine"] if rows else ""
     text = (
         "# Benchmark results\n\nGenerated by `python benchmarks/run.py` from "
@@ -367,6 +408,54 @@ def _chart(rows, chosen):
 TIE_TAG = "tiebreak_random"
 
 
+def _paired_on(row, other, subset: str) -> str:
+    """Test NDCG@10 of `row` minus `other`'s on the examples with a `subset` target."""
+    if other is None or other is row:
+        return ""
+    from keras_seqrec.evaluation import paired_comparison
+
+    mine, theirs = _ranks(row), _ranks(other)
+    if mine is None or theirs is None or "test_cold_target" not in mine:
+        return "n/a"
+    cold = mine["test_cold_target"].astype(bool)
+    keep = cold if subset == "cold" else ~cold
+    out = paired_comparison(mine["test"][keep], theirs["test"][keep], "ndcg@10")
+    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
+    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+
+
+def _cold_start_section(rows, best_baseline) -> str:
+    """The cold-start split's rows: warm and cold test targets apart, each paired with the
+    best baseline of that split on validation and, on cold targets, with `content`."""
+    cold_rows = [r for r in rows if _cold_share(r) and "test_cold" in r["metrics"]]
+    if not cold_rows:
+        return ""
+    content = {_group(r): r for r in cold_rows if _family(r) == "content"}
+    lines = []
+    for r in cold_rows:
+        m, group = r["metrics"], _group(r)
+        base = best_baseline.get(group)
+        lines.append(
+            f"| {r['dataset']} | {_cold_share(r):g} | {r['model']} | "
+            f"{_with_se(m['test_warm'], 'ndcg@10')} ({m['test_warm']['examples']}) | "
+            f"{_paired_on(r, base, 'warm')} | "
+            f"{_with_se(m['test_cold'], 'ndcg@10')} ({m['test_cold']['examples']}) | "
+            f"{_paired_on(r, content.get(group), 'cold')} | "
+            f"{m['validation']['ndcg@10']:.4f} |")
+    return (
+        "## Cold-start split: new items\n\n"
+        "Prepared with `cold_items=SHARE` (seed 0): that share of the items is new, every "
+        "interaction with them is removed from training (models, item2vec, popularity, "
+        "Markov counts) and from the training softmax, while they stay in the catalogue, in "
+        "evaluation histories and as targets. Test NDCG@10 over the examples whose target is "
+        "warm or cold (their number in brackets), ranked over the whole catalogue, seen items "
+        "excluded; pairings over the same examples. The best baseline is the one with the "
+        "highest validation NDCG@10 on this split.\n\n"
+        "| dataset | cold share | model | test NDCG@10 warm | vs best baseline (warm) | "
+        "test NDCG@10 cold | vs content (cold) | val NDCG@10 (all) |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n")
+
+
 def _tie_break_section(rows) -> str:
     """How much each result moves when equal timestamps are ordered at random instead of in
     file order: every `tiebreak_random` row against the row of the same run without the tag."""
@@ -412,6 +501,9 @@ def main(argv=None):
     p.add_argument("--item2vec", action="store_true",
                    help="start item embeddings from item2vec (tag 'item2vec')")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--item-features", action="store_true",
+                   help="give the neural models the dataset's own item features (genres and "
+                        "titles, Beauty's attributes)")
     p.add_argument("--models", nargs="+", default=None,
                    help="default: the baselines and every registered model")
     p.add_argument("--exclude-seen", action="store_true")
@@ -435,6 +527,9 @@ def main(argv=None):
                    help="per model: start no new epoch after this many minutes")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, e.g. --param dropout=0.5 (repeatable)")
+    p.add_argument("--cold-items", type=float, default=0.0, metavar="SHARE",
+                   help="cold-start protocol: this share of the items is new (never in training);"
+                        " results report warm and cold targets apart")
     p.add_argument("--tie-break", default="file", choices=("file", "random"),
                    help="order of equal timestamps: file order, or random with --seed")
     p.add_argument("--render-only", action="store_true")
@@ -448,6 +543,8 @@ def main(argv=None):
     VERBOSE, COMMIT = args.verbose, _commit()
     if args.tie_break != "file":
         PREPARE_EXTRA.update(tie_break=args.tie_break, seed=args.seed)
+    if args.cold_items:
+        PREPARE_EXTRA.update(cold_items=args.cold_items, seed=args.seed)
     training = dict(epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, early_stopping_patience=args.patience)
     if args.adam_beta2 is not None:
@@ -465,17 +562,21 @@ def main(argv=None):
     params = dict(args.param)
     if not args.render_only:
         import keras_seqrec as ks
-        from keras_seqrec.baselines import BASELINES
+        from keras_seqrec.baselines import BASELINES, FEATURE_BASELINES
 
         data = ks.prepare(load(args.dataset, args.data_dir), **DATASETS[args.dataset],
                           **PREPARE_EXTRA)
         print(data)
+        features = item_features(args.dataset, data, args.data_dir) if args.item_features \
+            else None
         command = "python benchmarks/run.py " + " ".join(
             a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-render")
-        for name in args.models or [*BASELINES, *ks.available_models()]:
+        everything = [*BASELINES, *(FEATURE_BASELINES if features is not None else []),
+                      *ks.available_models()]
+        for name in args.models or everything:
             r = run_one(args.dataset, name, data, args.exclude_seen, args.seed, command,
                         training, params, args.tag or ("item2vec" if args.item2vec else ""),
-                        args.item2vec)
+                        args.item2vec, features)
             t = r["metrics"]["test"]
             print(f"{name:>15}: test HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
                   f"({r['epochs']} epochs, {r['total_seconds']} s)", flush=True)

@@ -225,6 +225,7 @@ def evaluate_recommender(
     seed: int = 0,
     standard_errors: bool = False,
     return_ranks: bool = False,
+    targets: str = "all",
 ) -> Union[dict[str, float], tuple[dict[str, float], np.ndarray]]:
     """HR@K, NDCG@K, MRR@K and coverage@K of next-item predictions, ranked over every item.
 
@@ -250,6 +251,9 @@ def evaluate_recommender(
         standard_errors: also return each HR/NDCG/MRR's standard error over the examples,
             as `"ndcg@10_se"` and so on (`ranking_standard_errors`): a difference between two
             models smaller than about twice it is not a result.
+        targets: `"all"`, or only the examples whose target is a `"warm"` item or a
+            `"cold"` one (new, see `prepare(..., cold_items=...)`); the ranking is over the
+            whole catalogue either way.
 
     Returns:
         `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n,
@@ -270,10 +274,11 @@ def evaluate_recommender(
     cutoffs = sorted({int(k) for k in cutoffs})
     if not cutoffs or cutoffs[0] < 1:
         raise ValueError(f"`cutoffs` must be positive integers; got {cutoffs}.")
-    eval_split = data.split(split) if isinstance(split, str) else split
+    eval_split = data.split_targets(split, targets)
     n = len(eval_split)
     if n == 0:
-        raise ValueError(f"The {eval_split.name} split has no examples to evaluate.")
+        which = "" if targets == "all" else f" with a {targets} target"
+        raise ValueError(f"The {eval_split.name} split has no examples{which} to evaluate.")
     if num_negatives is not None:
         warnings.warn(
             f"Ranking against {num_negatives} sampled negatives instead of the full catalogue: "

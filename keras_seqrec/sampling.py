@@ -18,6 +18,8 @@ class PopularitySampler:
         counts: interactions per item index, length `num_items + 1` (`data.item_counts()`).
         alpha: popularity exponent.
         seed: random seed.
+        exclude: bool per item index: never draw these (e.g. the cold-start protocol's new
+            items, which `alpha=0` would otherwise draw).
 
     Example:
 
@@ -28,7 +30,8 @@ class PopularitySampler:
     True
     """
 
-    def __init__(self, counts: np.ndarray, alpha: float = 1.0, seed: int = 0):
+    def __init__(self, counts: np.ndarray, alpha: float = 1.0, seed: int = 0,
+                 exclude: Optional[np.ndarray] = None):
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 1 or len(counts) < 2:
             raise ValueError("`counts` must be a vector of num_items + 1 counts.")
@@ -39,6 +42,8 @@ class PopularitySampler:
         else:
             weights = np.power(counts, alpha, where=counts > 0, out=np.zeros_like(counts))
         weights[0] = 0.0
+        if exclude is not None:
+            weights[np.asarray(exclude, dtype=bool)] = 0.0
         if weights.sum() <= 0:
             raise ValueError("No item can be sampled: every count is zero.")
         self.probabilities = weights / weights.sum()

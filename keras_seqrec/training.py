@@ -626,33 +626,40 @@ def training_setup(model: keras.Model, data: SequenceDataset, loss, *, batch_siz
     if isinstance(loss, PositionLoss):
         # Batches are grouped by length: weigh every position alike, not every batch.
         loss.positions_per_batch = batches.positions_per_batch
+    # The cold-start protocol's new items did not exist during training: no softmax, no
+    # negative sample holds them.
+    excluded = data.cold_mask() if len(data.cold_items) else None
     if type(loss).call is SoftmaxCrossEntropy.call:  # not a subclass with its own maths
-        return (full_softmax_training_model(model), TargetBatches(batches),
+        return (full_softmax_training_model(model, excluded), TargetBatches(batches),
                 PositionLossValues(name=loss.name,
                                    positions_per_batch=loss.positions_per_batch))
     if not getattr(loss, "sampled", False):
         return model, batches, loss
     if hasattr(loss, "set_num_items"):
         loss.set_num_items(data.num_items)
-    sampler = PopularitySampler(data.item_counts(), alpha=loss.alpha, seed=seed)
+    sampler = PopularitySampler(data.item_counts(), alpha=loss.alpha, seed=seed,
+                                exclude=excluded)
     train_model = sampled_training_model(model, loss, sampler.log_q)
     return (train_model, SampledBatches(batches, sampler, loss.num_negatives,
                                         loss.shared_negatives), loss)
 
 
-def full_softmax_training_model(model: keras.Model) -> keras.Model:
+def full_softmax_training_model(model: keras.Model, excluded=None) -> keras.Model:
     """A training model sharing `model`'s weights that outputs the full-softmax cross-entropy
     of its targets at every position, `(batch, length)`, 0 at padded targets.
 
     Inputs `{"item_ids", "targets"}` (see `TargetBatches`). The scores of the whole catalogue
     are computed a block of positions at a time and never kept (`position_cross_entropy`), so
     the values and gradients are those of `SoftmaxCrossEntropy` on `model`'s logits, at a
-    fraction of the memory traffic.
+    fraction of the memory traffic. `excluded`, bool `(num_items + 1,)`, leaves those items
+    out of the softmax (see `prepare(..., cold_items=...)`).
     """
     hidden = model.get_layer(SEQUENCE_OUTPUT).output
     head, tied = output_layer(model)
     targets = keras.Input(shape=(None,), dtype="int32", name="targets")
     kwargs = {"reverse": True} if tied else {}
+    if excluded is not None:
+        kwargs["excluded"] = np.asarray(excluded, dtype=bool)
     losses = head(hidden, targets=targets, **kwargs)
     inputs = {"item_ids": model.inputs[0], "targets": targets}
     return keras.Model(inputs, losses, name=f"{model.name}_full_softmax_training")

@@ -68,3 +68,27 @@ def test_committed_ablation_table_is_the_one_its_script_renders_from_the_committ
             for line in text.splitlines() if f"| {arm} |" in line}
     assert len(arms) == len(module.GRID)
     assert [arm for arm, paired in arms.items() if "±" not in paired] == [module.GRID[0][1]]
+
+
+def test_cold_start_runs_report_warm_and_cold_targets_apart_and_stay_out_of_the_readme(
+        bench_run, tmp_path):
+    (tmp_path / "README.md").write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    bench_run.main(["--dataset", "ml-latest-small", "--models", "pop", "markov", "content",
+                    "--exclude-seen", "--item-features", "--cold-items", "0.1",
+                    "--tag", "cold10"])
+    rows = {m: json.loads((tmp_path / "ml-latest-small" / f"{m}_exclude_seen_cold10.json")
+                          .read_text()) for m in ("pop", "markov", "content")}
+    for row in rows.values():
+        m = row["metrics"]
+        assert m["test_warm"]["examples"] + m["test_cold"]["examples"] == m["test"]["examples"]
+        assert m["test_cold"]["examples"] == row["cold_items"]["test_cold_targets"] > 0
+        assert row["config"]["prepare"]["cold_items"] == 0.1
+    # Nothing fitted on training can recommend a new item; item features can.
+    assert rows["pop"]["metrics"]["test_cold"]["hr@10"] == 0.0
+    assert rows["markov"]["metrics"]["test_cold"]["hr@10"] == 0.0
+    assert rows["content"]["metrics"]["test_cold"]["hr@10"] > 0.0
+    results = (tmp_path / "RESULTS.md").read_text()
+    section = results.split("## Cold-start split: new items", 1)[1]
+    assert "content (cold10)" in section and "markov (cold10)" in section
+    assert "<!-- results:begin -->" in (tmp_path / "README.md").read_text()
+    assert "cold10" not in (tmp_path / "README.md").read_text()

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,12 @@ class EvalSplit:
     def with_targets(self, targets: np.ndarray) -> "EvalSplit":
         return dataclasses.replace(self, targets=np.asarray(targets, dtype=np.int32))
 
+    def take(self, rows: np.ndarray) -> "EvalSplit":
+        """The examples `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return dataclasses.replace(self, users=self.users[rows],
+                                   history=self.history.take(rows), targets=self.targets[rows])
+
 
 @dataclasses.dataclass
 class SequenceDataset:
@@ -56,6 +62,9 @@ class SequenceDataset:
         validation, test: `EvalSplit`s.
         items: item side data (e.g. titles) indexed by raw id, or None.
         info: counts and settings of the preparation, for reports and model cards.
+        cold_items: sorted indices of the items made new by `prepare(..., cold_items=share)`:
+            in the vocabulary and in evaluation histories and targets, absent from `train`
+            (so from every statistic fitted on it). Empty by default.
     """
 
     name: str
@@ -67,10 +76,29 @@ class SequenceDataset:
     test: EvalSplit
     items: Optional[pd.DataFrame] = None
     info: dict = dataclasses.field(default_factory=dict)
+    cold_items: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     @property
     def num_items(self) -> int:
         return self.vocabulary.num_items
+
+    def cold_mask(self) -> np.ndarray:
+        """Bool `(vocabulary.size,)`: True at the cold (new) items' indices."""
+        mask = np.zeros(self.vocabulary.size, dtype=bool)
+        mask[self.cold_items] = True
+        return mask
+
+    def split_targets(self, name: Union[str, EvalSplit], targets: str = "all") -> EvalSplit:
+        """The split's examples whose target is any item (`"all"`), a warm item (`"warm"`,
+        seen in training) or a cold one (`"cold"`, see `cold_items`)."""
+        split = self.split(name) if isinstance(name, str) else name
+        if targets == "all":
+            return split
+        if targets not in ("warm", "cold"):
+            raise ValueError(f"`targets` must be 'all', 'warm' or 'cold'; got {targets!r}.")
+        cold = self.cold_mask()[split.targets]
+        return split.take(np.flatnonzero(cold if targets == "cold" else ~cold))
 
     def split(self, name: str) -> EvalSplit:
         if name in ("validation", "valid", "val"):

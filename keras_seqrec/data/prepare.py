@@ -57,6 +57,7 @@ def prepare(
     drop_duplicates: bool = True,
     tie_break: str = "file",
     seed: int = 0,
+    cold_items: float = 0.0,
 ) -> SequenceDataset:
     """Turn an interaction log into time-ordered item sequences with leak-free splits.
 
@@ -96,7 +97,14 @@ def prepare(
             the count is in `describe()["duplicates_dropped"]`. Set False to keep them.
         tie_break: order of a user's interactions with equal timestamps: "file" (file order)
             or "random" (a random order drawn with `seed`, the same for every run).
-        seed: seed of the random tie-break.
+        seed: seed of the random tie-break and of the draw of cold items.
+        cold_items: the cold-start protocol: this share of the items (drawn with `seed`)
+            is "new": every interaction with them is removed from the training sequences, so
+            no fitted statistic (the models, item2vec, popularity, Markov transitions) knows
+            them, while they stay in the vocabulary, in evaluation histories and as
+            evaluation targets. Rank over the whole catalogue as usual and report warm and
+            cold targets apart (`evaluate_recommender(..., targets="cold")`). The indices are
+            `data.cold_items`; counts are in `describe()["cold_items"]`.
 
     Returns:
         A `SequenceDataset`.
@@ -138,6 +146,8 @@ def prepare(
         raise ValueError("`valid_start`/`test_start` only apply to split='temporal'.")
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"`tie_break` must be one of {TIE_BREAKS}; got {tie_break!r}.")
+    if not 0.0 <= cold_items < 1.0:
+        raise ValueError(f"`cold_items` is a share of the items in [0, 1); got {cold_items!r}.")
 
     frame = interactions.frame
     info = {"name": interactions.name, "raw": interactions.describe()}
@@ -218,6 +228,12 @@ def prepare(
         )
         info["settings"].update(valid_start=valid_start, test_start=test_start)
     info["split"] = split_info
+    cold = np.zeros(0, dtype=np.int32)
+    if cold_items:
+        train, cold, info["cold_items"] = _make_cold(train, validation, test, vocabulary,
+                                                     cold_items, seed)
+        info["settings"].update(cold_items=float(cold_items), seed=int(seed))
+        info["split"]["train_interactions"] = int(len(train.values))
     return SequenceDataset(
         name=interactions.name,
         vocabulary=vocabulary,
@@ -228,7 +244,27 @@ def prepare(
         test=test,
         items=interactions.items,
         info=info,
+        cold_items=cold,
     )
+
+
+def _make_cold(train: Sequences, validation, test, vocabulary: Vocabulary, share: float,
+               seed: int):
+    """Draw `share` of the items as new and remove their interactions from `train`."""
+    count = int(round(share * vocabulary.num_items))
+    if count < 1:
+        raise ValueError(f"`cold_items={share}` of {vocabulary.num_items} items is no item; "
+                         "use a larger share.")
+    rng = np.random.default_rng(seed)
+    cold = np.sort(rng.choice(np.arange(1, vocabulary.size), size=count, replace=False))
+    mask = np.zeros(vocabulary.size, dtype=bool)
+    mask[cold] = True
+    kept = train.without(mask)
+    info = {"share": float(share), "items": int(count),
+            "training_interactions_removed": int(len(train.values) - len(kept.values)),
+            "validation_cold_targets": int(mask[validation.targets].sum()),
+            "test_cold_targets": int(mask[test.targets].sum())}
+    return kept, cold.astype(np.int32), info
 
 
 def _leave_one_out(full: Sequences, users: np.ndarray, last_session=None):

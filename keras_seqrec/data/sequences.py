@@ -107,6 +107,19 @@ class Sequences:
         lengths = np.minimum(np.maximum(np.asarray(lengths, dtype=np.int64), 0), self.lengths)
         return self.slices(np.arange(len(self)), 0, lengths)
 
+    def without(self, drop: np.ndarray) -> "Sequences":
+        """The same rows with every value `v` where `drop[v]` is True removed (order kept).
+
+        Example:
+
+        >>> Sequences.from_lists([[1, 2, 3], [2, 2]]).without(np.array([0, 0, 1, 0], bool)
+        ...                                                   ).tolist()
+        [[1, 3], []]
+        """
+        keep = ~np.asarray(drop, dtype=bool)[self.values]
+        lengths = np.bincount(self.row_ids()[keep], minlength=len(self))
+        return Sequences.from_lengths(self.values[keep], lengths)
+
     def last(self) -> np.ndarray:
         """The last item of each row (rows must be non-empty)."""
         if (self.lengths == 0).any():

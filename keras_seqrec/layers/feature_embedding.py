@@ -34,8 +34,12 @@ class FeatureItemEmbedding(ItemEmbedding):
             reserved ones, padding 0 and missing 1, included) and the tokens per item.
         dense_fields: field -> input vector width.
         use_id_embedding: add a trained per-item vector (the ordinary id embedding).
+        id_initializer: initializer of the id vectors. Zeros by default: the features already
+            tell items apart, and an item that never trains (new in the cold-start protocol,
+            left out of the softmax) keeps a zero id vector, so its features alone score it
+            instead of a random vector.
         use_output_bias: a learned per-item bias on the output side.
-        embeddings_initializer: initializer of the id table and the token tables.
+        embeddings_initializer: initializer of the token tables.
 
     Example:
 
@@ -50,8 +54,9 @@ class FeatureItemEmbedding(ItemEmbedding):
     def __init__(self, num_items: int, embedding_dim: int, *,
                  token_fields: Optional[Mapping[str, tuple]] = None,
                  dense_fields: Optional[Mapping[str, int]] = None,
-                 use_id_embedding: bool = True, **kwargs):
+                 use_id_embedding: bool = True, id_initializer="zeros", **kwargs):
         super().__init__(num_items, embedding_dim, **kwargs)
+        self.id_initializer = keras.initializers.get(id_initializer)
         self.token_fields = {k: (int(v[0]), int(v[1])) for k, v in (token_fields or {}).items()}
         self.dense_fields = {k: int(v) for k, v in (dense_fields or {}).items()}
         self.use_id_embedding = bool(use_id_embedding)
@@ -64,7 +69,7 @@ class FeatureItemEmbedding(ItemEmbedding):
         if self.use_id_embedding:
             self.embeddings = self.add_weight(name="embeddings",
                                               shape=(rows, self.embedding_dim),
-                                              initializer=self.embeddings_initializer)
+                                              initializer=self.id_initializer)
         if self.use_output_bias:
             self.output_bias = self.add_weight(name="output_bias", shape=(rows,),
                                                initializer="zeros")
@@ -140,7 +145,8 @@ class FeatureItemEmbedding(ItemEmbedding):
         config = super().get_config()
         config.update(token_fields={k: list(v) for k, v in self.token_fields.items()},
                       dense_fields=dict(self.dense_fields),
-                      use_id_embedding=self.use_id_embedding)
+                      use_id_embedding=self.use_id_embedding,
+                      id_initializer=keras.initializers.serialize(self.id_initializer))
         return config
 
 

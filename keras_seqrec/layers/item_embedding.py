@@ -39,7 +39,8 @@ def mask_padding_logits(logits):
     return ops.where(is_padding, ops.cast(MASKED_SCORE, "float32"), logits)
 
 
-def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 512):
+def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 512,
+                               excluded=None):
     """Per-row full-softmax cross-entropy against every item, never holding all the logits.
 
     `hidden` `(n, d)`, `kernel` `(num_items + 1, d)`, `bias` `(num_items + 1,)` or None,
@@ -66,6 +67,8 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
         bias = ops.zeros((width,), "float32")
     # The bias rides along as one more column, and the padding column's bias is masked.
     bias = mask_padding_logits(bias)
+    if excluded is not None:
+        bias = ops.where(ops.convert_to_tensor(excluded, "bool"), MASKED_SCORE, bias)
     kernel = ops.concatenate([kernel, ops.expand_dims(bias, -1)], axis=-1)
     targets = ops.cast(targets, "int32")
     n = ops.shape(hidden)[0]
@@ -130,12 +133,13 @@ def softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size: int = 
     return ops.take(losses, ops.argsort(order), axis=0)  # back to the rows' own order
 
 
-def position_cross_entropy(hidden, kernel, bias, targets):
+def position_cross_entropy(hidden, kernel, bias, targets, excluded=None):
     """`softmax_cross_entropy_rows` for hidden states `(batch, length, d)` and targets
     `(batch, length)`: `(batch, length)` losses, 0 where the target is padding."""
     shape = ops.shape(targets)
     rows = softmax_cross_entropy_rows(ops.reshape(hidden, (-1, ops.shape(hidden)[-1])),
-                                      kernel, bias, ops.reshape(targets, (-1,)))
+                                      kernel, bias, ops.reshape(targets, (-1,)),
+                                      excluded=excluded)
     return ops.reshape(rows, shape)
 
 
@@ -164,6 +168,8 @@ class ItemEmbedding(keras.layers.Layer):
         targets: with `reverse=True`, return the full-softmax cross-entropy of these
             `(batch, length)` targets instead of the logits (`position_cross_entropy`): what
             `fit_recommender` trains the default loss with, without materialising the logits.
+        excluded: with `targets`, a bool `(num_items + 1,)` mask of items left out of that
+            softmax (the cold-start protocol's new items).
 
     Example:
 
@@ -199,13 +205,14 @@ class ItemEmbedding(keras.layers.Layer):
         (subclasses compute them, e.g. from item features)."""
         return self.embeddings
 
-    def call(self, inputs, reverse: bool = False, candidates=None, targets=None, mask=None):
+    def call(self, inputs, reverse: bool = False, candidates=None, targets=None, mask=None,
+             excluded=None):
         # `mask` (from upstream Keras masking) is accepted and not propagated: padding is
         # handled by explicit masks in the models.
         table = self.item_table()
         bias = self.output_bias if self.use_output_bias else None
         if reverse and targets is not None:
-            return position_cross_entropy(inputs, table, bias, targets)
+            return position_cross_entropy(inputs, table, bias, targets, excluded)
         kernel = ops.cast(table, self.compute_dtype)
         if reverse and candidates is not None:
             return score_candidates(inputs, kernel, bias, candidates)
@@ -224,7 +231,7 @@ class ItemEmbedding(keras.layers.Layer):
         return None
 
     def compute_output_spec(self, inputs, reverse: bool = False, candidates=None,
-                            targets=None, mask=None):
+                            targets=None, mask=None, excluded=None):
         if reverse and targets is not None:
             return keras.KerasTensor(tuple(targets.shape), dtype="float32")
         if reverse and candidates is not None:
@@ -266,10 +273,10 @@ class ItemScores(keras.layers.Layer):
         self.dense.build(input_shape)
         self.built = True
 
-    def call(self, inputs, candidates=None, targets=None, mask=None):
+    def call(self, inputs, candidates=None, targets=None, mask=None, excluded=None):
         if targets is not None:  # see ItemEmbedding: the loss without the logits
             return position_cross_entropy(inputs, ops.transpose(self.dense.kernel),
-                                          self.dense.bias, targets)
+                                          self.dense.bias, targets, excluded)
         if candidates is not None:
             kernel = ops.transpose(ops.cast(self.dense.kernel, self.compute_dtype))
             return score_candidates(inputs, kernel, self.dense.bias, candidates)
@@ -278,7 +285,8 @@ class ItemScores(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, candidates=None, targets=None, mask=None):
+    def compute_output_spec(self, inputs, candidates=None, targets=None, mask=None,
+                            excluded=None):
         if targets is not None:
             return keras.KerasTensor(tuple(targets.shape), dtype="float32")
         width = self.num_items + 1 if candidates is None else candidates.shape[-1]
