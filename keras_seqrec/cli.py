@@ -52,7 +52,21 @@ def _prepare(args):
         drop_duplicates=not getattr(args, "keep_duplicates", False),
         tie_break=getattr(args, "tie_break", "file"),
         seed=getattr(args, "seed", 0) or 0,
+        cold_items=getattr(args, "cold_items", 0.0) or 0.0,
     )
+
+
+def _item_features(args, data):
+    """The `--item-features` of a command, aligned with `data`, or None."""
+    source = getattr(args, "item_features", None)
+    if not source:
+        return None
+    from keras_seqrec.data.features import load_item_features
+
+    try:
+        return load_item_features(source, data, text=getattr(args, "text_features", ()) or ())
+    except (ValueError, FileNotFoundError) as error:
+        raise CliError(str(error)) from None
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -66,6 +80,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-duplicates", action="store_true",
                    help="keep rows repeating an earlier row's user, item and timestamp "
                         "(dropped by default)")
+    g.add_argument("--cold-items", type=float, default=0.0, metavar="SHARE",
+                   help="cold-start protocol: this share of the items (drawn with --seed) is "
+                        "new, never in training; metrics report warm and cold targets apart")
     g.add_argument("--tie-break", default="file", choices=("file", "random"),
                    help="order of a user's interactions with equal timestamps: file order, or "
                         "a random order drawn with --seed")
@@ -147,13 +164,28 @@ def _evaluate_all(models: dict, data, exclude_seen: bool, cutoffs=(10,)):
     from keras_seqrec.evaluation import evaluate_recommender
 
     rows, results = [], {}
-    for split in ("validation", "test"):
+    parts = [(s, "all") for s in ("validation", "test")]
+    if len(data.cold_items):  # the cold-start protocol: warm and cold targets apart
+        parts += [("test", "warm"), ("test", "cold")]
+    for split, targets in parts:
+        label = split if targets == "all" else f"{split} ({targets})"
         for name, model in models.items():
             metrics = evaluate_recommender(model, data, split, cutoffs=cutoffs,
-                                           exclude_seen=exclude_seen, standard_errors=True)
-            rows.append((name, split, metrics))
-            results.setdefault(name, {})[split] = metrics
+                                           exclude_seen=exclude_seen, standard_errors=True,
+                                           targets=targets)
+            rows.append((name, label, metrics))
+            results.setdefault(name, {})[label.replace(" (", "_").rstrip(")")] = metrics
     return rows, results
+
+
+def _baselines(data, features) -> dict:
+    """pop and markov, and with item features the content baseline."""
+    from keras_seqrec.baselines import BASELINES, FEATURE_BASELINES
+
+    models = {name: cls(data) for name, cls in BASELINES.items()}
+    if features is not None:
+        models.update({name: cls(data, features) for name, cls in FEATURE_BASELINES.items()})
+    return models
 
 
 def _check_train_args(args) -> None:
@@ -249,7 +281,8 @@ def _prepare_defaults(settings: dict) -> dict:
            "min_user_interactions": settings.get("min_user_interactions", 1),
            "min_item_interactions": settings.get("min_item_interactions", 1),
            "keep_duplicates": not settings.get("drop_duplicates", True),
-           "tie_break": settings.get("tie_break", "file")}
+           "tie_break": settings.get("tie_break", "file"),
+           "cold_items": settings.get("cold_items", 0.0)}
     if settings.get("split", "leave_one_out") != "leave_one_out" or settings.get("session_gap"):
         raise CliError("the run used a split or sessions that `keras-seqrec train` does not "
                        "offer; replay it in Python with `prepare(...)`.")
@@ -294,6 +327,8 @@ def _run_json_defaults(run: dict) -> dict:
            **data.get("columns", {}),
            "model": run["model"], "config_params": dict(run["hyperparameters"]),
            "item2vec": bool(run.get("item2vec_init")),
+           "item_features": (run.get("item_features") or {}).get("source"),
+           "text_features": (run.get("item_features") or {}).get("text", []),
            "batch_size": training["batch_size"], "learning_rate": training["learning_rate"],
            "validation_metric": training["validation_metric"], "seed": training["seed"],
            "exclude_seen": bool(run["protocol"]["exclude_seen"]),
@@ -332,6 +367,11 @@ def _benchmark_json_defaults(result: dict, path: str) -> dict:
             out[key] = training[key]
     if training.get("time_limit"):
         out["time_limit"] = training["time_limit"] / 60
+    if config.get("item_features"):  # benchmarks/run.py --item-features: the dataset's own
+        if name in ("ml-latest-small", "ml-100k"):
+            out["item_features"] = "movielens"
+        else:
+            out["config_needs_features"] = True
     return out
 
 
@@ -344,6 +384,11 @@ def cmd_train(args) -> int:
             "cannot load by name; pass --dataset with the path of its file (benchmarks/run.py "
             "reads ../shared/data/amazon-beauty/Beauty.txt and ../shared/data/ml-1m/"
             "ml-1m.txt.gz).")
+    if getattr(args, "config_needs_features", False) and not args.item_features:
+        raise CliError(
+            f"the replayed run used {args.config_dataset}'s item features; pass "
+            "--item-features with their file (benchmarks/run.py reads "
+            "../shared/data/amazon-beauty/Beauty_item2attributes.json).")
     _check_train_args(args)
     hyper = dict(args.param)
     flags = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
@@ -360,7 +405,6 @@ def cmd_train(args) -> int:
     import numpy as np
 
     import keras_seqrec as ks
-    from keras_seqrec.baselines import BASELINES
     from keras_seqrec.training import (build_and_fit, check_training_arguments,
                                        starts_from_item2vec)
 
@@ -375,13 +419,17 @@ def cmd_train(args) -> int:
         except ValueError as error:
             raise CliError(str(error).replace("`num_negatives`", "--num-negatives")) from None
     print(data)
+    features = _item_features(args, data)
+    if features is not None:
+        print(f"Item features from {args.item_features}: {features.describe()}")
     item2vec = starts_from_item2vec(args.model, args.item2vec)
     if item2vec:
         print("Training item2vec embeddings on the training sequences...")
     start = time.perf_counter()
     try:
+        built = dict(hyper, **({"item_features": features} if features is not None else {}))
         model, history = build_and_fit(
-            args.model, data, hyper, item2vec=args.item2vec, seed=args.seed,
+            args.model, data, built, item2vec=args.item2vec, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, loss=loss,
             learning_rate_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
@@ -406,7 +454,7 @@ def cmd_train(args) -> int:
         with open(os.path.join(args.output, "titles.json"), "w", encoding="utf-8") as f:
             json.dump({str(k): v for k, v in titles.items()}, f)
 
-    models = {name: cls(data) for name, cls in BASELINES.items()}
+    models = _baselines(data, features)
     models[args.model] = model
     rows, results = _evaluate_all(models, data, args.exclude_seen)
     print()
@@ -420,6 +468,8 @@ def cmd_train(args) -> int:
         "model": args.model,
         "hyperparameters": hyper,
         "item2vec_init": item2vec,
+        "item_features": ({"source": args.item_features, "text": list(args.text_features),
+                           **features.describe()} if features is not None else None),
         "dataset": {"source": args.dataset, "data_dir": args.data_dir,
                     "format": args.format,
                     "columns": {k: getattr(args, k) for k in
@@ -471,7 +521,6 @@ def cmd_evaluate(args) -> int:
             raise CliError(f"-k must be positive integers; got {k}.")
     import keras
 
-    from keras_seqrec.baselines import BASELINES
 
     settings = run["dataset"]["settings"]
     args.dataset = run["dataset"]["source"]
@@ -484,11 +533,15 @@ def cmd_evaluate(args) -> int:
     args.keep_duplicates = not settings.get("drop_duplicates", True)
     args.tie_break = settings.get("tie_break", "file")
     args.seed = settings.get("seed", 0)
+    args.cold_items = settings.get("cold_items", 0.0)
     _, data = _prepare(args)
+    source = run.get("item_features") or {}
+    args.item_features, args.text_features = source.get("source"), source.get("text", ())
+    features = _item_features(args, data)
     if Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")) != data.vocabulary:
         raise CliError("the data no longer matches the model's vocabulary.")
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
-    models = {name: cls(data) for name, cls in BASELINES.items()}
+    models = _baselines(data, features)
     models[run["model"]] = model
     rows, _ = _evaluate_all(models, data, args.exclude_seen, cutoffs=tuple(args.k))
     print(_metrics_table(rows, cutoffs=tuple(args.k)))
@@ -605,6 +658,13 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     g.add_argument("--param", type=parse_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other hyperparameter of the model, e.g. --param embedding_dropout=0.5"
                    " (repeatable; `keras_seqrec.models.hyperparameters(name)` lists them)")
+    g.add_argument("--item-features", default=None, metavar="SOURCE",
+                   help="item features for the model (and the content baseline): 'movielens' "
+                        "(genres and titles), an item2attributes .json, or a .csv with an item "
+                        "column and one column per categorical field (values joined by '|')")
+    g.add_argument("--text-features", nargs="+", default=[], metavar="COLUMN",
+                   help="columns of the --item-features CSV holding free text (split into "
+                        "words)")
     g.add_argument("--item2vec", action="store_true",
                    help="start the item embeddings from item2vec (models taking item_embeddings)")
     g = p.add_argument_group("training")

@@ -360,3 +360,30 @@ def test_config_errors_are_one_line(tmp_path, capsys):
     assert "pass --dataset with the path" in one_error_line(capsys)
     assert cli.main(["train", "--weight-decay", "-1", "--output", str(tmp_path / "w")]) == 2
     assert "--weight-decay must be" in one_error_line(capsys)
+
+
+def test_train_and_evaluate_with_item_features_on_the_cold_start_split(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--epochs", "1", "--output", str(run), "--item-features",
+                     "movielens", "--cold-items", "0.1", "--exclude-seen"]
+                    + TINY_GRU + SMALL) == 0
+    out = capsys.readouterr().out
+    table = out.split("Full-ranking", 1)[1]
+    for label in ("test (warm)", "test (cold)"):
+        assert any(label in line and line.startswith(name) for line in table.splitlines()
+                   for name in ("pop", "markov", "content", "gru")), label
+    saved = _run_json(run)
+    assert saved["item_features"]["source"] == "movielens"
+    assert saved["item_features"]["genres"]["kind"] == "tokens"
+    assert saved["dataset"]["settings"]["cold_items"] == 0.1
+    # Nothing trained can know a new item: pop and markov never hit a cold target.
+    assert saved["metrics"]["pop"]["test_cold"]["hr@10"] == 0.0
+    assert saved["metrics"]["markov"]["test_cold"]["hr@10"] == 0.0
+    assert saved["metrics"]["content"]["test_cold"]["examples"] > 0
+    model = keras.saving.load_model(run / "model.keras")
+    assert type(model.get_layer("item_embedding")).__name__ == "FeatureItemEmbedding"
+    assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10", "--exclude-seen"]) == 0
+    assert "test (cold)" in capsys.readouterr().out
+    assert cli.main(["train", "--epochs", "1", "--output", str(tmp_path / "x"),
+                     "--item-features", str(tmp_path / "none.csv")] + TINY_GRU + SMALL) == 2
+    assert "neither 'movielens' nor an existing file" in capsys.readouterr().err

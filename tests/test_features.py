@@ -222,3 +222,21 @@ def test_every_zoo_model_takes_item_features():
     takes = {name: "item_features" in ks.models.hyperparameters(name)
              for name in ks.available_models()}
     assert all(takes.values()), takes
+
+
+def test_load_item_features_reads_a_csv_with_categorical_and_text_columns(tmp_path):
+    from keras_seqrec.data.features import load_item_features
+
+    data = ks.prepare(ks.datasets.load("ml-latest-small"), max_len=20, min_rating=3.0,
+                      min_user_interactions=5, min_item_interactions=5)
+    raw = data.vocabulary.ids[:3]
+    path = tmp_path / "items.csv"
+    pd.DataFrame({"item": raw, "brand": ["acme", "zed", None],
+                  "blurb": ["Red shoes", "blue HAT", "red hat"]}).to_csv(path, index=False)
+    features = load_item_features(path, data, text=["blurb"])
+    assert features.item_tokens("brand", 1) == ["acme"]
+    assert features.item_tokens("blurb", 2) == ["blue", "hat"]
+    assert features.item_tokens("brand", 3) == ["<missing>"]
+    with pytest.raises(ValueError, match=r"Text columns \['title'\] are not in"):
+        load_item_features(path, data, text=["title"])
+    assert load_item_features("movielens", data).describe()["genres"]["coverage"] > 0.99

@@ -351,3 +351,40 @@ def read_item2attributes(path: Union[str, os.PathLike], vocabulary: Vocabulary,
                          "ids, e.g. {\"1\": [3, 17]}.")
     frame = pd.DataFrame({"item": list(table), field: list(table.values())})
     return ItemFeatures.from_frame(vocabulary, frame, categorical=[field])
+
+
+def load_item_features(source: Union[str, os.PathLike], data, *,
+                       text: Sequence[str] = ()) -> ItemFeatures:
+    """Item features for a prepared dataset from a named or file source (what the CLI's
+    `--item-features` reads).
+
+    Args:
+        source: `"movielens"` (genres and title words of the dataset's own items frame, for
+            the MovieLens loaders), an S3-Rec `item2attributes.json` file, or a CSV with an
+            `item` column whose other columns are categorical fields (several values joined
+            by `|`), except the `text` ones, which are split into words.
+        data: the `SequenceDataset` the features must be aligned with.
+        text: CSV columns holding free text (titles, descriptions).
+
+    Raises:
+        ValueError: an unknown source, or a dataset without the MovieLens items frame.
+    """
+    source = os.fspath(source)
+    if source == "movielens":
+        if data.items is None or "genres" not in data.items.columns:
+            raise ValueError(f"The dataset {data.name!r} has no MovieLens items frame (titles "
+                             "and genres); pass a feature file instead of 'movielens'.")
+        return movielens_features(data.items, data.vocabulary)
+    if not os.path.exists(source):
+        raise ValueError(f"Item features {source!r} are neither 'movielens' nor an existing "
+                         "file (an item2attributes .json or a .csv with an item column).")
+    if source.endswith(".json"):
+        return read_item2attributes(source, data.vocabulary)
+    header = pd.read_csv(source, nrows=0).columns
+    if "item" not in header:
+        raise ValueError(f"{source!r} needs an 'item' column; it has {list(header)}.")
+    unknown = [c for c in text if c not in header]
+    if unknown:
+        raise ValueError(f"Text columns {unknown} are not in {source!r} ({list(header)}).")
+    categorical = [c for c in header if c != "item" and c not in text]
+    return read_item_features(source, data.vocabulary, categorical=categorical, text=text)
