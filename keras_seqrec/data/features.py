@@ -56,6 +56,7 @@ class ItemFeatures:
         dense: field -> float32 `(vocabulary.size, d)`; zeros for padding and for items
             without a vector.
         has_dense: field -> bool `(vocabulary.size,)`, True where the item has a vector.
+        text_fields: the token fields split into words (titles) rather than read as values.
 
     Example:
 
@@ -73,6 +74,7 @@ class ItemFeatures:
     tokens: dict = dataclasses.field(default_factory=dict)
     dense: dict = dataclasses.field(default_factory=dict)
     has_dense: dict = dataclasses.field(default_factory=dict)
+    text_fields: tuple = ()
 
     @property
     def fields(self) -> list[str]:
@@ -139,6 +141,69 @@ class ItemFeatures:
             else:
                 values = [_categories(v, separator) for v in frame[column].to_numpy()]
             out._add_tokens(column, rows, values, max_tokens)
+        out.text_fields = tuple(text)
+        return out
+
+    def with_new_items(self, frame: pd.DataFrame, *, item: Optional[str] = "item",
+                       separator: str = "|",
+                       dense: Optional[Mapping[str, tuple]] = None) -> "ItemFeatures":
+        """A copy whose vocabulary gains the items of `frame` (new items: features, no
+        interactions), appended after the existing ones so no index changes.
+
+        Token fields keep their token ids: a new item's values are read as the field was
+        (words for text fields, values split at `separator` otherwise); values no existing
+        item had are dropped (no trained embedding exists for them), and an item left with
+        none gets the missing token, as does one whose column is absent. Dense fields take
+        `dense[field] = (raw_ids, matrix)`; items without a vector there get zeros.
+
+        Raises:
+            ValueError: an item already in the vocabulary, an item given twice, or a vector of
+                the wrong width.
+
+        Example:
+
+        >>> vocab = Vocabulary([10, 20])
+        >>> old = ItemFeatures.from_frame(vocab, pd.DataFrame(
+        ...     {"item": [10, 20], "genre": ["a", "b"]}), categorical=["genre"])
+        >>> new = old.with_new_items(pd.DataFrame({"item": [30], "genre": ["b|zzz"]}))
+        >>> new.vocabulary.ids.tolist(), new.item_tokens("genre", 3)
+        ([10, 20, 30], ['b'])
+        """
+        ids = _item_ids(frame, item)
+        known = self.vocabulary.lookup(ids) > 0
+        if known.any():
+            raise ValueError(f"Item {_plain(ids[known][0])!r} is already in the catalogue; "
+                             "with_new_items adds new items only.")
+        vocabulary = self.vocabulary.extended(ids)
+        rows = np.arange(self.vocabulary.size, vocabulary.size)
+        out = ItemFeatures(vocabulary, text_fields=self.text_fields)
+        for field, matrix in self.categorical.items():
+            token_id = {t: j for j, t in enumerate(self.tokens[field])
+                        if j >= len(RESERVED_TOKENS)}
+            grown = np.zeros((vocabulary.size, matrix.shape[1]), dtype=np.int32)
+            grown[:len(matrix)] = matrix
+            cells = frame[field].to_numpy() if field in frame.columns else [None] * len(ids)
+            for row, cell in zip(rows, cells):
+                tokens = (tokenize_text(cell) if field in self.text_fields
+                          else _categories(cell, separator))
+                known_ids = [token_id[t] for t in tokens if t in token_id][:matrix.shape[1]]
+                grown[row, :max(len(known_ids), 1)] = known_ids or [MISSING_TOKEN]
+            out.categorical[field], out.tokens[field] = grown, self.tokens[field]
+        for field, vectors in self.dense.items():
+            grown = np.zeros((vocabulary.size, vectors.shape[1]), dtype=np.float32)
+            grown[:len(vectors)] = vectors
+            present = np.zeros(vocabulary.size, dtype=bool)
+            present[:len(vectors)] = self.has_dense[field]
+            if dense and field in dense:
+                new_ids, matrix = dense[field]
+                matrix = np.asarray(matrix, dtype=np.float32)
+                if matrix.ndim != 2 or matrix.shape[1] != vectors.shape[1]:
+                    raise ValueError(f"Dense field {field!r}: new vectors must have width "
+                                     f"{vectors.shape[1]}; got shape {matrix.shape}.")
+                at = vocabulary.lookup(new_ids)
+                ok = at >= self.vocabulary.size
+                grown[at[ok]], present[at[ok]] = matrix[ok], True
+            out.dense[field], out.has_dense[field] = grown, present
         return out
 
     def _add_tokens(self, field: str, rows: np.ndarray, values: list, max_tokens) -> None:

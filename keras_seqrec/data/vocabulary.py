@@ -15,7 +15,8 @@ class Vocabulary:
     """Maps raw item ids (ints or strings) to indices `1..num_items`; index 0 is padding.
 
     Indices follow the sorted order of the raw ids, so the same set of items always gets the
-    same indices.
+    same indices; `extended(new_ids)` appends items after them without moving any index (new
+    items added to a trained model's catalogue).
 
     Args:
         ids: the distinct raw item ids, all ints or all strings.
@@ -42,7 +43,36 @@ class Vocabulary:
         unique = np.unique(ids)
         if len(unique) != len(ids):
             raise ValueError("Item ids must be distinct.")
-        self._ids = unique  # position i holds the raw id of index i + 1
+        self._set(unique)
+
+    def _set(self, ids_in_index_order: np.ndarray) -> None:
+        self._ids = ids_in_index_order  # position i holds the raw id of index i + 1
+        self._order = np.argsort(ids_in_index_order, kind="stable")
+        self._sorted = ids_in_index_order[self._order]
+
+    @classmethod
+    def _in_index_order(cls, ids: np.ndarray) -> "Vocabulary":
+        out = cls.__new__(cls)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("Item ids must be distinct.")
+        out._set(ids)
+        return out
+
+    def extended(self, new_ids: Iterable) -> "Vocabulary":
+        """This vocabulary plus `new_ids` as indices `num_items + 1, ...` in the given order;
+        every existing index keeps its item.
+
+        Example:
+
+        >>> Vocabulary([20, 10]).extended([15]).lookup([10, 20, 15]).tolist()
+        [1, 2, 3]
+        """
+        new = np.asarray(list(new_ids))
+        new = new.astype(np.int64) if self._ids.dtype.kind == "i" else new.astype(str)
+        if (self.lookup(new) > 0).any():
+            raise ValueError(f"Item {new[self.lookup(new) > 0][0]!r} is already in the "
+                             "vocabulary.")
+        return Vocabulary._in_index_order(np.concatenate([self._ids, new]))
 
     @property
     def num_items(self) -> int:
@@ -79,10 +109,10 @@ class Vocabulary:
             raw = raw.astype(np.int64)
         else:
             raw = raw.astype(str)
-        pos = np.searchsorted(self._ids, raw)
+        pos = np.searchsorted(self._sorted, raw)
         pos_clipped = np.minimum(pos, len(self._ids) - 1)
-        found = self._ids[pos_clipped] == raw
-        return np.where(found, pos_clipped + 1, PAD).astype(np.int32)
+        found = self._sorted[pos_clipped] == raw
+        return np.where(found, self._order[pos_clipped] + 1, PAD).astype(np.int32)
 
     def to_ids(self, indices: Iterable[int]) -> np.ndarray:
         """Raw ids of indices; raises on padding or out-of-range indices."""
@@ -120,7 +150,7 @@ class Vocabulary:
     @classmethod
     def from_config(cls, config: dict) -> "Vocabulary":
         dtype = np.int64 if config["id_dtype"] == "int" else str
-        return cls(np.asarray(config["ids"], dtype=dtype))
+        return cls._in_index_order(np.asarray(config["ids"], dtype=dtype))
 
 
 def _as_int(value):
