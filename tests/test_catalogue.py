@@ -66,7 +66,9 @@ def test_a_new_item_is_served_from_the_next_saved_model_version(trained, tmp_pat
     path = export_saved_model(add_items(model, grown_features), grown_features.vocabulary,
                               root, top_k=6, item_counts=np.r_[data.item_counts(), 0])
     assert path.endswith("2")
-    history = [["0", "1", "2", "6", "10"], ["3", "4", "5", "6"]]  # both end in category 2
+    history = [["0", "1", "2", "6", "10"], ["3", "4", "5", "6"],  # both end in category 2
+               ["99"],  # only a new item: answered through its features (category 3 -> 0)
+               ["nope"]]  # nothing known: the most popular training items
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf
@@ -80,7 +82,10 @@ def test_a_new_item_is_served_from_the_next_saved_model_version(trained, tmp_pat
     result = subprocess.run([sys.executable, "-c", script, json.dumps(history)],
                             capture_output=True, text=True, check=True)
     answers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert all("99" in ids for ids in answers), answers
+    assert all("99" in ids for ids in answers[:2]), answers
+    assert sum(int(i) % 4 == 0 for i in answers[2]) >= 5, answers[2]
+    popular = data.vocabulary.to_ids(np.argsort(-data.item_counts()[1:], kind="stable")[:6] + 1)
+    assert answers[3] == [str(i) for i in popular]
 
 
 def test_only_feature_aware_tied_models_can_take_new_items(trained):
