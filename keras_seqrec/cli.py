@@ -448,6 +448,8 @@ def cmd_train(args) -> int:
     os.makedirs(args.output, exist_ok=True)
     model.save(os.path.join(args.output, "model.keras"))
     data.vocabulary.save(os.path.join(args.output, "vocabulary.json"))
+    if features is not None:  # what `export --new-items` reads new items' tokens against
+        features.save(os.path.join(args.output, "item_features.npz"))
     np.save(os.path.join(args.output, "item_counts.npy"), data.item_counts())
     if data.items is not None and "title" in data.items.columns:
         titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
@@ -564,14 +566,20 @@ def cmd_export(args) -> int:
     if os.path.exists(os.path.join(run_dir, "titles.json")):
         with open(os.path.join(run_dir, "titles.json"), encoding="utf-8") as f:
             titles = json.load(f)
+    vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
+    counts = np.load(os.path.join(run_dir, "item_counts.npy"))
+    if args.new_items:
+        model, vocabulary, added = _with_new_items(model, run_dir, args.new_items)
+        counts = np.r_[counts, np.zeros(added, counts.dtype)]
+        print(f"Added {added:,} new items, scored from their features.")
     path = export_saved_model(
         model,
-        Vocabulary.load(os.path.join(run_dir, "vocabulary.json")),
+        vocabulary,
         args.export_dir or os.path.join("saved_models", run["model"]),
         top_k=args.top_k,
         version=args.version,
         exclude_seen=not args.keep_seen,
-        item_counts=np.load(os.path.join(run_dir, "item_counts.npy")),
+        item_counts=counts,
         model_card=run,
         titles=titles,
         jit_compile=args.jit_compile,
@@ -581,6 +589,30 @@ def cmd_export(args) -> int:
           f"/models/{run['model']}\" -e MODEL_NAME={run['model']} tensorflow/serving"
           + (" --xla_cpu_compilation_enabled=true" if args.jit_compile else ""))
     return 0
+
+
+def _with_new_items(model, run_dir: str, source: str):
+    """`(model, vocabulary, count)` with the new items of a CSV added to a feature-aware run."""
+    import pandas as pd
+
+    from keras_seqrec.catalogue import add_items
+    from keras_seqrec.data.features import ItemFeatures
+
+    saved = os.path.join(run_dir, "item_features.npz")
+    if not os.path.exists(saved):
+        raise CliError("--new-items needs a run trained with --item-features: only its "
+                       "model can score items from their features.")
+    if not os.path.exists(source):
+        raise CliError(f"--new-items {source!r} does not exist.")
+    features = ItemFeatures.load(saved)
+    try:
+        id_type = "int64" if features.vocabulary.id_dtype == "int" else "str"
+        frame = pd.read_csv(source, dtype={"item": id_type})
+        grown = features.with_new_items(frame)
+        return add_items(model, grown), grown.vocabulary, grown.vocabulary.num_items - \
+            features.vocabulary.num_items
+    except (ValueError, KeyError) as error:
+        raise CliError(f"--new-items {source!r}: {error}") from None
 
 
 def _read_histories(args) -> list[list[str]]:
@@ -718,6 +750,10 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     p.add_argument("--export-dir", default=None, help="default saved_models/<model>")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--version", type=int, default=None)
+    p.add_argument("--new-items", default=None, metavar="FILE.csv",
+                   help="add these items (an item column and the run's feature columns) to "
+                        "the served catalogue, scored from their features; needs a run "
+                        "trained with --item-features")
     p.add_argument("--keep-seen", action="store_true",
                    help="allow recommending items already in the history")
     p.add_argument("--jit-compile", action="store_true",

@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 from keras_seqrec import cli
@@ -387,3 +388,30 @@ def test_train_and_evaluate_with_item_features_on_the_cold_start_split(tmp_path,
     assert cli.main(["train", "--epochs", "1", "--output", str(tmp_path / "x"),
                      "--item-features", str(tmp_path / "none.csv")] + TINY_GRU + SMALL) == 2
     assert "neither 'movielens' nor an existing file" in capsys.readouterr().err
+
+
+def test_export_new_items_serves_them_from_a_feature_aware_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--epochs", "1", "--output", str(run), "--item-features",
+                     "movielens"] + TINY_GRU + SMALL) == 0
+    new = tmp_path / "new.csv"
+    new.write_text("item,genres,title\n999001,Comedy|Drama,A New Film (2027)\n")
+    export_dir = tmp_path / "served"
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir)]) == 0
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir),
+                     "--new-items", str(new)]) == 0
+    assert "Added 1 new items" in capsys.readouterr().out
+    import tensorflow as tf
+
+    versions = {v: json.loads((export_dir / v / "assets.extra" / "vocabulary.json").read_text())
+                for v in ("1", "2")}
+    assert versions["2"]["ids"] == versions["1"]["ids"] + [999001]  # no index moves
+    scores = tf.saved_model.load(str(export_dir / "2")).signatures["score_all"](
+        history=tf.constant([["1"]]))["scores"].numpy()
+    assert scores.shape[1] == len(versions["2"]["ids"]) and np.isfinite(scores[0, -1])
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir),
+                     "--new-items", str(new)]) == 0  # still new: the run never changes
+    plain = tmp_path / "plain"
+    assert cli.main(["train", "--epochs", "1", "--output", str(plain)] + TINY_GRU + SMALL) == 0
+    assert cli.main(["export", "--run-dir", str(plain), "--new-items", str(new)]) == 2
+    assert "needs a run trained with --item-features" in capsys.readouterr().err

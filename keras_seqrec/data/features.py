@@ -271,6 +271,40 @@ class ItemFeatures:
         out.dense[field], out.has_dense[field] = vectors, present
         return out
 
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write everything, token names and vocabulary included, to one `.npz` file.
+
+        Example:
+
+        >>> import tempfile
+        >>> features = ItemFeatures.from_frame(Vocabulary(["a", "b"]), pd.DataFrame(
+        ...     {"item": ["a"], "genre": ["x"]}), categorical=["genre"])
+        >>> path = os.path.join(tempfile.mkdtemp(), "features.npz")
+        >>> features.save(path)
+        >>> ItemFeatures.load(path).item_tokens("genre", 1)
+        ['x']
+        """
+        meta = {"vocabulary": self.vocabulary.get_config(), "tokens": self.tokens,
+                "text_fields": list(self.text_fields), "categorical": list(self.categorical),
+                "dense": list(self.dense)}
+        arrays = {f"categorical/{k}": v for k, v in self.categorical.items()}
+        arrays.update({f"dense/{k}": v for k, v in self.dense.items()})
+        arrays.update({f"has_dense/{k}": v for k, v in self.has_dense.items()})
+        with open(path, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "ItemFeatures":
+        """Read what `save` wrote."""
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            return cls(Vocabulary.from_config(meta["vocabulary"]),
+                       categorical={k: f[f"categorical/{k}"] for k in meta["categorical"]},
+                       tokens={k: tuple(v) for k, v in meta["tokens"].items()},
+                       dense={k: f[f"dense/{k}"] for k in meta["dense"]},
+                       has_dense={k: f[f"has_dense/{k}"] for k in meta["dense"]},
+                       text_fields=tuple(meta["text_fields"]))
+
     def describe(self) -> dict:
         """Per field: kind, width (tokens per item or vector size), distinct tokens, coverage."""
         out = {}
