@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from typing import Optional, Sequence
 
 import keras
@@ -634,6 +635,11 @@ def training_setup(model: keras.Model, data: SequenceDataset, loss, *, batch_siz
                 PositionLossValues(name=loss.name,
                                    positions_per_batch=loss.positions_per_batch))
     if not getattr(loss, "sampled", False):
+        if excluded is not None:
+            warnings.warn(f"The loss {loss.name!r} scores the whole catalogue, new items of the "
+                          "cold-start split included, so they train as negatives; the default "
+                          "softmax and the sampled losses leave them out.", UserWarning,
+                          stacklevel=3)
         return model, batches, loss
     if hasattr(loss, "set_num_items"):
         loss.set_num_items(data.num_items)
