@@ -568,10 +568,17 @@ def cmd_export(args) -> int:
             titles = json.load(f)
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
     counts = np.load(os.path.join(run_dir, "item_counts.npy"))
+    saved = os.path.join(run_dir, "item_features.npz")
+    features = None
     if args.new_items:
-        model, vocabulary, added = _with_new_items(model, run_dir, args.new_items)
+        model, features = _with_new_items(model, saved, args.new_items)
+        vocabulary, added = features.vocabulary, features.vocabulary.num_items - len(counts) + 1
         counts = np.r_[counts, np.zeros(added, counts.dtype)]
         print(f"Added {added:,} new items, scored from their features.")
+    elif os.path.exists(saved):
+        from keras_seqrec.data.features import ItemFeatures
+
+        features = ItemFeatures.load(saved)
     path = export_saved_model(
         model,
         vocabulary,
@@ -583,6 +590,7 @@ def cmd_export(args) -> int:
         model_card=run,
         titles=titles,
         jit_compile=args.jit_compile,
+        item_features=features,
     )
     print(f"Exported {run['model']} to {path}")
     print(f"Serve it: docker run -p 8501:8501 -v \"{os.path.abspath(os.path.dirname(path))}:"
@@ -591,14 +599,14 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _with_new_items(model, run_dir: str, source: str):
-    """`(model, vocabulary, count)` with the new items of a CSV added to a feature-aware run."""
+def _with_new_items(model, saved: str, source: str):
+    """`(model, features)` with the new items of a CSV added to a feature-aware run whose
+    features were saved to `saved`."""
     import pandas as pd
 
     from keras_seqrec.catalogue import add_items
     from keras_seqrec.data.features import ItemFeatures
 
-    saved = os.path.join(run_dir, "item_features.npz")
     if not os.path.exists(saved):
         raise CliError("--new-items needs a run trained with --item-features: only its "
                        "model can score items from their features.")
@@ -609,8 +617,7 @@ def _with_new_items(model, run_dir: str, source: str):
         id_type = "int64" if features.vocabulary.id_dtype == "int" else "str"
         frame = pd.read_csv(source, dtype={"item": id_type})
         grown = features.with_new_items(frame)
-        return add_items(model, grown), grown.vocabulary, grown.vocabulary.num_items - \
-            features.vocabulary.num_items
+        return add_items(model, grown), grown
     except (ValueError, KeyError) as error:
         raise CliError(f"--new-items {source!r}: {error}") from None
 

@@ -406,6 +406,10 @@ def test_export_new_items_serves_them_from_a_feature_aware_run(tmp_path, capsys)
     versions = {v: json.loads((export_dir / v / "assets.extra" / "vocabulary.json").read_text())
                 for v in ("1", "2")}
     assert versions["2"]["ids"] == versions["1"]["ids"] + [999001]  # no index moves
+    from keras_seqrec.data.features import ItemFeatures
+
+    carried = ItemFeatures.load(export_dir / "2" / "assets.extra" / "item_features.npz")
+    assert carried.item_tokens("genres", len(versions["2"]["ids"])) == ["comedy", "drama"]
     scores = tf.saved_model.load(str(export_dir / "2")).signatures["score_all"](
         history=tf.constant([["1"]]))["scores"].numpy()
     assert scores.shape[1] == len(versions["2"]["ids"]) and np.isfinite(scores[0, -1])
