@@ -35,14 +35,31 @@ SCRIPT = textwrap.dedent("""
         np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
         print("ok", name)
 
+    # Feature-aware items (ids + features, features only) train and reload on JAX as well.
+    from keras_seqrec.testing import synthetic_item_features
+    for extra in ({}, {"id_embedding": False}):
+        model = ks.build_model("sasrec", 20, 6, embedding_dim=8,
+                               item_features=synthetic_item_features(20), **extra)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
+        first = model.evaluate(x, y, verbose=0)
+        model.fit(x, y, epochs=15, batch_size=16, verbose=0)
+        assert model.evaluate(x, y, verbose=0) < first, extra
+        path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        model.save(path)
+        again = keras.saving.load_model(path)
+        np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
+    print("features-fine")
+
     # The whole fit_recommender path (bucketed batches, validation, early stopping) on JAX.
     from keras_seqrec.testing import deterministic_log
     from keras_seqrec.evaluation import evaluate_recommender
-    data = ks.prepare(deterministic_log(num_users=200, num_items=20, length=10), max_len=8)
+    # On the cold-start split: its new items are left out of the softmax.
+    data = ks.prepare(deterministic_log(num_users=200, num_items=20, length=10), max_len=8,
+                      cold_items=0.1)
     model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=16, hidden_dim=16)
     ks.training.fit_recommender(model, data, epochs=12, batch_size=32, learning_rate=1e-2,
                                 early_stopping_patience=12, verbose=0)
-    assert evaluate_recommender(model, data, "test", cutoffs=[1])["hr@1"] >= 0.9
+    assert evaluate_recommender(model, data, "test", cutoffs=[1], targets="warm")["hr@1"] >= 0.9
     print("fit_recommender ok")
 """)
 
@@ -57,3 +74,4 @@ def test_every_model_trains_and_round_trips_on_jax():
 
     assert result.stdout.count("ok ") == len(ks.available_models())
     assert "fit_recommender ok" in result.stdout
+    assert "features-fine" in result.stdout
