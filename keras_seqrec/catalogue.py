@@ -17,10 +17,11 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
     their features.
 
     Every existing item keeps its index, weights and scores. A new item's id vector is zero
-    (as a feature-aware model's untrained items start) and its output bias the mean of the
-    existing items' biases, so it is scored by its features and competes on equal terms with
-    an average item. Export the result with the grown vocabulary and popularity counts padded
-    with zeros for the new items; TF Serving then switches to it as the next version:
+    (as a feature-aware model's untrained items start) and its output bias zero for a model
+    trained with `id_dropout` (what an item whose id was dropped trained with), else the mean
+    of the existing items' biases, so it is scored by its features. Export the result with
+    the grown vocabulary and popularity counts padded with zeros for the new items; TF
+    Serving then switches to it as the next version:
 
         model2 = add_items(model, features2)
         export_saved_model(model2, features2.vocabulary, item_counts=np.r_[counts, zeros])
@@ -74,8 +75,8 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
         # An item-sized table: old rows kept, new rows filled below or by set_features.
         rows = np.zeros(tuple(variable.shape), dtype=value.dtype)
         rows[:old + 1] = value
-        if name == "output_bias":
-            rows[old + 1:] = value[1:].mean()
+        if name == "output_bias":  # what an id-dropped item trains with, else the average
+            rows[old + 1:] = 0.0 if layer.id_dropout > 0 else value[1:].mean()
         variable.assign(rows)
     target.set_features(features)
     return grown

@@ -240,3 +240,27 @@ def test_load_item_features_reads_a_csv_with_categorical_and_text_columns(tmp_pa
     with pytest.raises(ValueError, match=r"Text columns \['title'\] are not in"):
         load_item_features(path, data, text=["title"])
     assert load_item_features("movielens", data).describe()["genres"]["coverage"] > 0.99
+
+
+def test_id_dropout_zeroes_whole_items_in_training_only():
+    from keras import ops
+
+    from keras_seqrec.testing import synthetic_item_features
+
+    features = synthetic_item_features(200)
+    model = ks.build_model("gru", 200, 8, embedding_dim=4, hidden_dim=4, item_features=features,
+                           id_dropout=0.5)
+    layer = model.get_layer("item_embedding")
+    layer.embeddings.assign(np.ones((201, 4), "float32"))
+    layer.output_bias.assign(np.full(201, 2.0, "float32"))
+    inference, bias = (ops.convert_to_numpy(v) for v in layer.item_vectors(training=False))
+    trained, trained_bias = (ops.convert_to_numpy(v) for v in layer.item_vectors(training=True))
+    dropped = np.isclose(inference - trained, 1.0).all(axis=1)
+    kept = np.isclose(inference, trained).all(axis=1)
+    assert (dropped | kept).all()  # an item loses its whole id vector or nothing
+    assert 0.35 < dropped.mean() < 0.65
+    np.testing.assert_array_equal(trained_bias, np.where(dropped, 0.0, 2.0))
+    np.testing.assert_array_equal(bias, np.full(201, 2.0))
+    assert layer.get_config()["id_dropout"] == 0.5
+    with pytest.raises(ValueError, match="`id_dropout` drops id vectors"):
+        ks.build_model("gru", 200, 8, id_dropout=0.5)

@@ -37,7 +37,8 @@ VARIANTS = [(name, {}) for name in MODELS] + [
 # through the contract and the training checks (every feature table trains).
 FEATURES = {"item_features": synthetic_item_features}
 FEATURE_VARIANTS = [(name, FEATURES) for name in ("gru", "gru_attention", "gru4rec", "sasrec")
-                    ] + [("gru", {**FEATURES, "id_embedding": False})]
+                    ] + [("gru", {**FEATURES, "id_embedding": False}),
+                         ("sasrec", {**FEATURES, "id_dropout": 0.5})]
 CONTRACT = ["causal", "trimmed_padding_and_long_inputs", "last_position_model",
             "keras_file_round_trip"]
 FEATURE_CHECKS = CONTRACT + ["training_reduces_the_loss", "mixed_bfloat16"]

@@ -38,6 +38,11 @@ class FeatureItemEmbedding(ItemEmbedding):
             tell items apart, and an item that never trains (new in the cold-start protocol,
             left out of the softmax) keeps a zero id vector, so its features alone score it
             instead of a random vector.
+        id_dropout: in training, the share of items whose id vector and output bias are set
+            to zero at each step (independently on the input and the output side), so that
+            the model also learns to place items from their features alone, as it must for an
+            item that never trained (DropoutNet, Volkovs et al., NeurIPS 2017). 0 turns it off.
+        seed: seed of the id dropout.
         use_output_bias: a learned per-item bias on the output side.
         embeddings_initializer: initializer of the token tables.
 
@@ -54,9 +59,14 @@ class FeatureItemEmbedding(ItemEmbedding):
     def __init__(self, num_items: int, embedding_dim: int, *,
                  token_fields: Optional[Mapping[str, tuple]] = None,
                  dense_fields: Optional[Mapping[str, int]] = None,
-                 use_id_embedding: bool = True, id_initializer="zeros", **kwargs):
+                 use_id_embedding: bool = True, id_initializer="zeros", id_dropout: float = 0.0,
+                 seed: Optional[int] = None, **kwargs):
         super().__init__(num_items, embedding_dim, **kwargs)
         self.id_initializer = keras.initializers.get(id_initializer)
+        if not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"`id_dropout` is a drop rate in [0, 1); got {id_dropout!r}.")
+        self.id_dropout, self.seed = float(id_dropout), seed
+        self._seed_generator = keras.random.SeedGenerator(seed)
         self.token_fields = {k: (int(v[0]), int(v[1])) for k, v in (token_fields or {}).items()}
         self.dense_fields = {k: int(v) for k, v in (dense_fields or {}).items()}
         self.use_id_embedding = bool(use_id_embedding)
@@ -125,8 +135,23 @@ class FeatureItemEmbedding(ItemEmbedding):
                 f"has {self.num_items}; build them from the same dataset's vocabulary.")
         self.set_feature_arrays(features.categorical, features.dense, features.has_dense)
 
-    def item_table(self):
-        parts = [self.embeddings] if self.use_id_embedding else []
+    def item_vectors(self, training: bool = False):
+        table = self._feature_table()
+        bias = self.output_bias if self.use_output_bias else None
+        if not self.use_id_embedding:
+            return table, bias
+        ids = self.embeddings
+        if training and self.id_dropout > 0:
+            draw = keras.random.uniform((self.num_items + 1, 1), seed=self._seed_generator)
+            keep = ops.cast(ops.greater_equal(draw, self.id_dropout), ids.dtype)
+            ids = ids * keep
+            if bias is not None:
+                bias = bias * ops.cast(keep[:, 0], bias.dtype)
+        return ids + table, bias
+
+    def _feature_table(self):
+        """The sum of the feature parts of every item's vector (no id part)."""
+        parts = []
         for field, tokens in self._tokens.items():
             vectors = ops.take(self._token_tables[field], tokens, axis=0)  # (rows, width, d)
             real = ops.cast(ops.not_equal(tokens, 0), vectors.dtype)
@@ -146,7 +171,8 @@ class FeatureItemEmbedding(ItemEmbedding):
         config.update(token_fields={k: list(v) for k, v in self.token_fields.items()},
                       dense_fields=dict(self.dense_fields),
                       use_id_embedding=self.use_id_embedding,
-                      id_initializer=keras.initializers.serialize(self.id_initializer))
+                      id_initializer=keras.initializers.serialize(self.id_initializer),
+                      id_dropout=self.id_dropout, seed=self.seed)
         return config
 
 

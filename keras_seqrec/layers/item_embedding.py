@@ -200,17 +200,21 @@ class ItemEmbedding(keras.layers.Layer):
             )
         self.built = True
 
+    def item_vectors(self, training: bool = False):
+        """`(table, bias)`: the `(num_items + 1, embedding_dim)` item vectors, looked up and
+        scored alike, and the output bias or None (subclasses compute them, e.g. from item
+        features, and may regularise them in training)."""
+        return self.embeddings, (self.output_bias if self.use_output_bias else None)
+
     def item_table(self):
-        """The `(num_items + 1, embedding_dim)` item vectors, looked up and scored alike
-        (subclasses compute them, e.g. from item features)."""
-        return self.embeddings
+        """The item vectors as inference uses them."""
+        return self.item_vectors()[0]
 
     def call(self, inputs, reverse: bool = False, candidates=None, targets=None, mask=None,
-             excluded=None):
+             excluded=None, training=None):
         # `mask` (from upstream Keras masking) is accepted and not propagated: padding is
         # handled by explicit masks in the models.
-        table = self.item_table()
-        bias = self.output_bias if self.use_output_bias else None
+        table, bias = self.item_vectors(training=bool(training))
         if reverse and targets is not None:
             return position_cross_entropy(inputs, table, bias, targets, excluded)
         kernel = ops.cast(table, self.compute_dtype)
@@ -231,7 +235,7 @@ class ItemEmbedding(keras.layers.Layer):
         return None
 
     def compute_output_spec(self, inputs, reverse: bool = False, candidates=None,
-                            targets=None, mask=None, excluded=None):
+                            targets=None, mask=None, excluded=None, training=None):
         if reverse and targets is not None:
             return keras.KerasTensor(tuple(targets.shape), dtype="float32")
         if reverse and candidates is not None:

@@ -55,13 +55,17 @@ def check_item_embeddings(item_embeddings, num_items: int, embedding_dim: int) -
 
 
 def item_embedding(num_items: int, embedding_dim: int, use_output_bias: bool = True,
-                   item_features=None, id_embedding: bool = True):
+                   item_features=None, id_embedding: bool = True, id_dropout: float = 0.0):
     """The `item_embedding` layer: ids only, or ids and features (`FeatureItemEmbedding`)
     when `item_features` (an `ItemFeatures` of the dataset's vocabulary) is given; without the
     id part and the per-item output bias when `id_embedding` is False (a pure content model:
     no weight belongs to one item, so an item never seen in training is scored like the
-    seen items with the same features)."""
+    seen items with the same features). `id_dropout` (with features) drops items' id
+    vectors in training so that they also learn to score from features alone."""
     if item_features is None:
+        if id_dropout:
+            raise ValueError("`id_dropout` drops id vectors in favour of item features, which "
+                             "this model has none of; pass `item_features`.")
         if not id_embedding:
             raise ValueError("`id_embedding=False` makes a pure content model, which needs "
                              "`item_features` (see keras_seqrec.data.ItemFeatures).")
@@ -78,7 +82,7 @@ def item_embedding(num_items: int, embedding_dim: int, use_output_bias: bool = T
     return feature_embedding_for(item_features, num_items, embedding_dim,
                                  use_id_embedding=id_embedding,
                                  use_output_bias=use_output_bias and id_embedding,
-                                 name="item_embedding")
+                                 id_dropout=id_dropout, name="item_embedding")
 
 
 def output_head(hidden, embedding: ItemEmbedding, tie_embeddings: bool, num_items: int):

@@ -28,6 +28,7 @@ def gru4rec(
     freeze_item_embeddings: bool = False,
     item_features: Optional[ItemFeatures] = None,
     id_embedding: bool = True,
+    id_dropout: float = 0.0,
 ) -> keras.Model:
     """GRU4Rec: item embedding -> GRU layers -> scores against the item embeddings.
 
@@ -60,6 +61,9 @@ def gru4rec(
             training still get scores from their features.
         id_embedding: False drops the per-item id vector and output bias (with
             `item_features`: a pure content model).
+        id_dropout: with `item_features`, the share of items whose id vector and bias are
+            zeroed at each training step, so the model learns to score items from their
+            features alone too (what a new item has); see `FeatureItemEmbedding`.
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -83,7 +87,7 @@ def gru4rec(
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
-                                      id_embedding=id_embedding)
+                                      id_embedding=id_embedding, id_dropout=id_dropout)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
     x = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)

@@ -62,6 +62,7 @@ def gru_attention(
     freeze_item_embeddings: bool = False,
     item_features: Optional[ItemFeatures] = None,
     id_embedding: bool = True,
+    id_dropout: float = 0.0,
 ) -> keras.Model:
     """Stacked GRU + causal Bahdanau (additive) attention, then scores over the catalogue.
 
@@ -117,6 +118,9 @@ def gru_attention(
             training still get scores from their features.
         id_embedding: False drops the per-item id vector and output bias (with
             `item_features`: a pure content model).
+        id_dropout: with `item_features`, the share of items whose id vector and bias are
+            zeroed at each training step, so the model learns to score items from their
+            features alone too (what a new item has); see `FeatureItemEmbedding`.
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -152,7 +156,7 @@ def gru_attention(
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
-                                      id_embedding=id_embedding)
+                                      id_embedding=id_embedding, id_dropout=id_dropout)
     x = layers.Dropout(embedding_dropout, name="embedding_dropout")(embedding(ids))
     states = recurrent_states(x, mask, "gru", hidden_dim, num_layers, dropout, residual)
     states = layers.Identity(name=STATES)(states)

@@ -23,13 +23,15 @@ def gru_w2v(
     tie_embeddings: bool = True,
     freeze_item_embeddings: bool = False,
     item_features: Optional[ItemFeatures] = None,
+    id_dropout: float = 0.0,
 ) -> keras.Model:
     """GRU whose item embeddings start from item2vec vectors (required `item_embeddings`).
 
     Get the matrix with `keras_seqrec.item2vec.train_item2vec(data)`, which trains gensim
     skip-gram on the training sequences only. Any other model accepts `item_embeddings=` too;
     this name is the design card's variant. With `item_features`, each item's vector adds
-    pooled embeddings of its features to its item2vec start (see `gru`).
+    pooled embeddings of its features to its item2vec start, and `id_dropout` works as in
+    `gru`.
 
     Example:
 
@@ -48,5 +50,5 @@ def gru_w2v(
         "gru", num_items, max_len, embedding_dim=0, hidden_dim=hidden_dim,
         num_layers=num_layers, dropout=dropout, tie_embeddings=tie_embeddings,
         item_embeddings=item_embeddings, freeze_item_embeddings=freeze_item_embeddings,
-        name="gru_w2v", item_features=item_features,
+        name="gru_w2v", item_features=item_features, id_dropout=id_dropout,
     )

@@ -44,6 +44,7 @@ def build_recurrent(
     name: str,
     item_features=None,
     id_embedding: bool = True,
+    id_dropout: float = 0.0,
 ) -> keras.Model:
     common.validate_common(dropout=dropout, num_layers=num_layers)
     embedding_dim = common.check_item_embeddings(item_embeddings, num_items, embedding_dim)
@@ -54,7 +55,7 @@ def build_recurrent(
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
-                                      id_embedding=id_embedding)
+                                      id_embedding=id_embedding, id_dropout=id_dropout)
     x = layers.Dropout(dropout, name="embedding_dropout")(embedding(ids))
     x = recurrent_states(x, mask, cell, hidden_dim, num_layers, dropout)
     logits = common.output_head(x, embedding, tie_embeddings, num_items)
@@ -77,12 +78,14 @@ def _register(cell: str, doc_name: str):
         freeze_item_embeddings: bool = False,
         item_features: Optional[ItemFeatures] = None,
         id_embedding: bool = True,
+        id_dropout: float = 0.0,
     ) -> keras.Model:
         return build_recurrent(
             cell, num_items, max_len, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
             num_layers=num_layers, dropout=dropout, tie_embeddings=tie_embeddings,
             item_embeddings=item_embeddings, freeze_item_embeddings=freeze_item_embeddings,
             name=cell, item_features=item_features, id_embedding=id_embedding,
+            id_dropout=id_dropout,
         )
 
     builder.__name__ = cell
@@ -106,6 +109,9 @@ def _register(cell: str, doc_name: str):
             training still get scores from their features.
         id_embedding: False drops the per-item id vector and output bias (with
             `item_features`: a pure content model).
+        id_dropout: with `item_features`, the share of items whose id vector and bias are
+            zeroed at each training step, so the model learns to score items from their
+            features alone too (what a new item has); see `FeatureItemEmbedding`.
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits

@@ -29,6 +29,7 @@ def sasrec(
     ffn_dim: Optional[int] = None,
     item_features: Optional[ItemFeatures] = None,
     id_embedding: bool = True,
+    id_dropout: float = 0.0,
 ) -> keras.Model:
     """SASRec: item + learned position embeddings, causal self-attention blocks, tied scores.
 
@@ -59,6 +60,9 @@ def sasrec(
             training still get scores from their features.
         id_embedding: False drops the per-item id vector and output bias (with
             `item_features`: a pure content model).
+        id_dropout: with `item_features`, the share of items whose id vector and bias are
+            zeroed at each training step, so the model learns to score items from their
+            features alone too (what a new item has); see `FeatureItemEmbedding`.
 
     Returns:
         A functional model: left-padded item indices `(batch, length)` -> logits
@@ -90,7 +94,7 @@ def sasrec(
 
     # Layers and graph.
     embedding = common.item_embedding(num_items, embedding_dim, item_features=item_features,
-                                      id_embedding=id_embedding)
+                                      id_embedding=id_embedding, id_dropout=id_dropout)
     x = layers.Rescaling(float(np.sqrt(embedding_dim)), name="embedding_scale")(
         embedding(ids)
     )
