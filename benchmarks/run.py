@@ -246,8 +246,9 @@ def _read_ranks(path):
 
 def _choices(rows):
     """Per (dataset, seen excluded, model): the row with the best validation NDCG@10, among
-    the runs on the standard preparation (not the tie-break study nor the cold-start split);
-    and the best baseline of each preparation."""
+    the runs on the standard preparation (not the tie-break study nor the cold-start split)
+    that keep the model whole (not an ablation arm); and the best baseline of each
+    preparation."""
     chosen, best_baseline = {}, {}
     for r in rows:
         key = (r["dataset"], r["exclude_seen"], _family(r))
@@ -257,11 +258,18 @@ def _choices(rows):
             if group not in best_baseline or val > best_baseline[group]["metrics"][
                     "validation"]["ndcg@10"]:
                 best_baseline[group] = r
-        if TIE_TAG in r["model"] or _cold_share(r):
+        if TIE_TAG in r["model"] or _cold_share(r) or _ablated(r):
             continue
         if key not in chosen or val > chosen[key]["metrics"]["validation"]["ndcg@10"]:
             chosen[key] = r
     return chosen, best_baseline
+
+
+def _ablated(row) -> bool:
+    """An ablation arm that removes what makes the model itself (gru_attention without its
+    attention): listed in the full table, never the model's chosen row."""
+    params = ((row.get("config") or {}).get("hyperparameters") or {})
+    return str(params.get("use_attention", True)).lower() == "false"
 
 
 def _cold_share(row) -> float:

@@ -5,14 +5,15 @@ import json
 import numpy as np
 
 
-def _result(folder, model, val, test, ranks=None):
+def _result(folder, model, val, test, ranks=None, hyperparameters=None):
     name = model.replace(" (", "_").rstrip(")")
     n = 400
     split = lambda m: {"hr@10": m, "ndcg@10": m, "mrr@10": m, "coverage@10": 0.5,  # noqa: E731
                        "examples": n}
     row = {"dataset": "toy", "model": model, "exclude_seen": True,
            "metrics": {"validation": split(val), "test": split(test)}, "epochs": 3,
-           "seconds_per_epoch": 1.0, "machine": "m", "command": f"run {name}"}
+           "seconds_per_epoch": 1.0, "machine": "m", "command": f"run {name}",
+           "config": {"hyperparameters": hyperparameters or {}}}
     if ranks is not None:
         row["ranks_file"] = f"{name}.ranks.npz"
         np.savez_compressed(folder / row["ranks_file"], validation=ranks, test=ranks)
@@ -30,11 +31,16 @@ def test_tables_show_the_validation_choice_with_errors_and_a_paired_difference(b
     _result(folder, "pop", 0.01, 0.02, rng.integers(0, 400, 400))
     _result(folder, "gru (wide)", 0.09, 0.04, better)  # best on validation, worse on test
     _result(folder, "gru (narrow)", 0.07, 0.08)  # best on test: must not be chosen
+    # The best on validation, but gru_attention without its attention: an ablation arm.
+    _result(folder, "gru_attention (no_attention)", 0.2, 0.2,
+            hyperparameters={"use_attention": False})
+    _result(folder, "gru_attention (whole)", 0.06, 0.06)
     (tmp_path / "README.md").write_text("intro\n<!-- results:begin -->\nold\n"
                                         "<!-- results:end -->\nrest\n")
     bench_run.render()
     readme = (tmp_path / "README.md").read_text()
     assert "gru (wide)" in readme and "gru (narrow)" not in readme
+    assert "gru_attention (whole)" in readme and "no_attention" not in readme
     assert readme.startswith("intro\n") and readme.endswith("rest\n")
     from keras_seqrec.evaluation import paired_comparison
 
