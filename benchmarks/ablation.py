@@ -88,13 +88,11 @@ def _load(dataset, stem):
 
 
 def _paired(ranks, reference):
-    from keras_seqrec.evaluation import paired_comparison
+    from keras_seqrec.evaluation import paired_cell
 
     if ranks is None or reference is None:
         return "n/a"
-    out = paired_comparison(ranks, reference, "ndcg@10")
-    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
-    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+    return paired_cell(ranks, reference)
 
 
 def _command(row):

@@ -287,14 +287,12 @@ def _versus(row, baseline) -> str:
     """Test NDCG@10 minus the best baseline's, paired over the same users: `+d ± se`."""
     if baseline is None or row is baseline:
         return ""
-    from keras_seqrec.evaluation import paired_comparison
+    from keras_seqrec.evaluation import paired_cell
 
     mine, theirs = _ranks(row), _ranks(baseline)
     if mine is None or theirs is None or len(mine["test"]) != len(theirs["test"]):
         return "n/a (older run)"
-    out = paired_comparison(mine["test"], theirs["test"], "ndcg@10")
-    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
-    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+    return paired_cell(mine["test"], theirs["test"])
 
 
 SE_NOTE = ("± is the standard error over test users; `*` marks an upper bound, "
@@ -420,16 +418,14 @@ def _paired_on(row, other, subset: str) -> str:
     """Test NDCG@10 of `row` minus `other`'s on the examples with a `subset` target."""
     if other is None or other is row:
         return ""
-    from keras_seqrec.evaluation import paired_comparison
+    from keras_seqrec.evaluation import paired_cell
 
     mine, theirs = _ranks(row), _ranks(other)
     if mine is None or theirs is None or "test_cold_target" not in mine:
         return "n/a"
     cold = mine["test_cold_target"].astype(bool)
     keep = cold if subset == "cold" else ~cold
-    out = paired_comparison(mine["test"][keep], theirs["test"][keep], "ndcg@10")
-    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
-    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+    return paired_cell(mine["test"][keep], theirs["test"][keep])
 
 
 def _cold_start_section(rows, best_baseline) -> str:

@@ -355,3 +355,17 @@ def paired_comparison(ranks_a: np.ndarray, ranks_b: np.ndarray,
     z = diff / se if se > 0 else (0.0 if diff == 0 else float("inf") * np.sign(diff))
     p = float(math.erfc(abs(z) / math.sqrt(2.0))) if np.isfinite(z) else 0.0
     return {"difference": diff, "se": se, "z": float(z), "p": p, "examples": n}
+
+
+def paired_cell(ranks_a: np.ndarray, ranks_b: np.ndarray, metric: str = "ndcg@10") -> str:
+    """`paired_comparison` as a table cell: `"+d ± se"`, with `" (noise)"` when the
+    difference is under two standard errors (what the benchmark tables print).
+
+    Example:
+
+    >>> paired_cell(np.array([0, 0, 3, 50]), np.array([1, 0, 9, 50]), "hr@1")
+    '+0.2500 ± 0.2500 (noise)'
+    """
+    out = paired_comparison(ranks_a, ranks_b, metric)
+    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
+    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
