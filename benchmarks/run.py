@@ -113,9 +113,9 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
         if "loss" in fit_args:
             fit_args["loss"] = ks.losses.get_loss(
                 fit_args.pop("loss"), num_negatives=fit_args.pop("num_negatives", None))
-        built = dict(params, **({"item_features": features} if features is not None else {}))
-        model, history = build_and_fit(model_name, data, built, item2vec=item2vec, seed=seed,
-                                       verbose=VERBOSE, exclude_seen=exclude_seen, **fit_args)
+        model, history = build_and_fit(model_name, data, params, item2vec=item2vec,
+                                       item_features=features, seed=seed, verbose=VERBOSE,
+                                       exclude_seen=exclude_seen, **fit_args)
     seconds = time.perf_counter() - start
     metrics, ranks = {}, {}
     for split in ("validation", "test"):

@@ -427,9 +427,9 @@ def cmd_train(args) -> int:
         print("Training item2vec embeddings on the training sequences...")
     start = time.perf_counter()
     try:
-        built = dict(hyper, **({"item_features": features} if features is not None else {}))
         model, history = build_and_fit(
-            args.model, data, built, item2vec=args.item2vec, seed=args.seed,
+            args.model, data, hyper, item2vec=args.item2vec, item_features=features,
+            seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, loss=loss,
             learning_rate_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
@@ -559,6 +559,7 @@ def cmd_export(args) -> int:
     import numpy as np
 
     from keras_seqrec import Vocabulary
+    from keras_seqrec.data.features import ItemFeatures
     from keras_seqrec.export import export_saved_model
 
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -568,17 +569,13 @@ def cmd_export(args) -> int:
             titles = json.load(f)
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
     counts = np.load(os.path.join(run_dir, "item_counts.npy"))
-    saved = os.path.join(run_dir, "item_features.npz")
-    features = None
+    saved = os.path.join(run_dir, "item_features.npz")  # a run trained with --item-features
+    features = ItemFeatures.load(saved) if os.path.exists(saved) else None
     if args.new_items:
-        model, features = _with_new_items(model, saved, args.new_items)
-        vocabulary, added = features.vocabulary, features.vocabulary.num_items - len(counts) + 1
-        counts = np.r_[counts, np.zeros(added, counts.dtype)]
+        model, features = _with_new_items(model, features, args.new_items)
+        added = features.vocabulary.size - len(counts)
+        vocabulary, counts = features.vocabulary, np.r_[counts, np.zeros(added, counts.dtype)]
         print(f"Added {added:,} new items, scored from their features.")
-    elif os.path.exists(saved):
-        from keras_seqrec.data.features import ItemFeatures
-
-        features = ItemFeatures.load(saved)
     path = export_saved_model(
         model,
         vocabulary,
@@ -599,20 +596,18 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _with_new_items(model, saved: str, source: str):
-    """`(model, features)` with the new items of a CSV added to a feature-aware run whose
-    features were saved to `saved`."""
+def _with_new_items(model, features, source: str):
+    """`(model, features)` with the new items of a CSV added to a feature-aware run, whose
+    saved `features` (None for a run trained without them) give the new items' tokens."""
     import pandas as pd
 
     from keras_seqrec.catalogue import add_items
-    from keras_seqrec.data.features import ItemFeatures
 
-    if not os.path.exists(saved):
+    if features is None:
         raise CliError("--new-items needs a run trained with --item-features: only its "
                        "model can score items from their features.")
     if not os.path.exists(source):
         raise CliError(f"--new-items {source!r} does not exist.")
-    features = ItemFeatures.load(saved)
     try:
         id_type = "int64" if features.vocabulary.id_dtype == "int" else "str"
         frame = pd.read_csv(source, dtype={"item": id_type})

@@ -569,6 +569,7 @@ def build_and_fit(
     hyperparameters: Optional[dict] = None,
     *,
     item2vec: bool = False,
+    item_features=None,
     seed: int = 0,
     **fit_args,
 ) -> tuple[keras.Model, keras.callbacks.History]:
@@ -585,6 +586,8 @@ def build_and_fit(
         data: a `SequenceDataset` from `prepare`.
         hyperparameters: the builder's keyword arguments (see `models.hyperparameters`).
         item2vec: start the item embeddings from item2vec.
+        item_features: an `ItemFeatures` of `data.vocabulary` for the model's items (kept
+            apart from `hyperparameters`, which stay plain values a result JSON can record).
         seed: seeds the initial weights, item2vec and training.
         **fit_args: `fit_recommender`'s arguments.
 
@@ -606,6 +609,8 @@ def build_and_fit(
     if starts_from_item2vec(model_name, item2vec):
         width = {k: hyper.pop(k) for k in ["embedding_dim"] if k in hyper}
         hyper["item_embeddings"], _ = train_item2vec(data, seed=seed, **width)
+    if item_features is not None:
+        hyper["item_features"] = item_features
     model = build_model(model_name, data.num_items, data.max_len, **hyper)
     history = fit_recommender(model, data, seed=seed, **fit_args)
     return model, history
