@@ -20,34 +20,30 @@ SCRIPT = textwrap.dedent("""
     x = rng.integers(1, 21, size=(32, 6)).astype("int32")
     x[:4, :3] = 0
     y = np.where(x == 0, 0, (x % 20) + 1).astype("int32")
-    for name in ks.available_models():
-        kwargs = {"embedding_dim": 8}
-        if ks.models.hyperparameters(name).get("item_embeddings", None) is not None:
-            kwargs = {"item_embeddings": rng.normal(size=(21, 8)).astype("float32")}
-        model = ks.build_model(name, 20, 6, **kwargs)
+
+    def trains_and_round_trips(model, label):
         model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
         first = model.evaluate(x, y, verbose=0)
         model.fit(x, y, epochs=15, batch_size=16, verbose=0)
-        assert model.evaluate(x, y, verbose=0) < first, name
+        assert model.evaluate(x, y, verbose=0) < first, label
         path = os.path.join(tempfile.mkdtemp(), "m.keras")
         model.save(path)
         again = keras.saving.load_model(path)
         np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
+
+    for name in ks.available_models():
+        kwargs = {"embedding_dim": 8}
+        if ks.models.hyperparameters(name).get("item_embeddings", None) is not None:
+            kwargs = {"item_embeddings": rng.normal(size=(21, 8)).astype("float32")}
+        trains_and_round_trips(ks.build_model(name, 20, 6, **kwargs), name)
         print("ok", name)
 
     # Feature-aware items (ids + features, features only) train and reload on JAX as well.
     from keras_seqrec.testing import synthetic_item_features
     for extra in ({}, {"id_embedding": False}):
-        model = ks.build_model("sasrec", 20, 6, embedding_dim=8,
-                               item_features=synthetic_item_features(20), **extra)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SoftmaxCrossEntropy())
-        first = model.evaluate(x, y, verbose=0)
-        model.fit(x, y, epochs=15, batch_size=16, verbose=0)
-        assert model.evaluate(x, y, verbose=0) < first, extra
-        path = os.path.join(tempfile.mkdtemp(), "m.keras")
-        model.save(path)
-        again = keras.saving.load_model(path)
-        np.testing.assert_allclose(np.asarray(model(x)), np.asarray(again(x)), atol=1e-6)
+        trains_and_round_trips(ks.build_model("sasrec", 20, 6, embedding_dim=8,
+                                              item_features=synthetic_item_features(20),
+                                              **extra), extra)
     print("features-fine")
 
     # The whole fit_recommender path (bucketed batches, validation, early stopping) on JAX.
