@@ -658,14 +658,36 @@ def cmd_recommend(args) -> int:
         raise CliError(f"-k must be in 1..{rec.top_k} (this export's top_k); got {args.k}.")
     if args.card:
         print(rec.describe())
-    for history, (ids, scores) in zip(histories, rec.recommend(histories, k=args.k)):
+    if args.explain:
+        try:
+            answers = rec.explain(histories, k=args.k)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    else:
+        answers = [answer + (None,) for answer in rec.recommend(histories, k=args.k)]
+    for history, (ids, scores, weights) in zip(histories, answers):
         print(f"history: {', '.join(rec.titles.get(i, i) for i in history) or '(empty)'}")
         for rank, (item, score) in enumerate(zip(ids, scores), 1):
             title = rec.titles.get(item, "")
             print(f"  {rank:>2}. {item:>8}  {score:9.4f}  {title}")
         if len(ids) < (args.k or rec.top_k):
             print(f"  (only {len(ids)} unseen items left to recommend)")
+        if weights is not None and len(ids):
+            _print_explanation(rec, history, ids[0], weights)
     return 0
+
+
+def _print_explanation(rec, history, first, weights, shown: int = 5) -> None:
+    """The history items that weigh most in the first recommendation, largest first."""
+    import numpy as np
+
+    method = rec.model_card.get("serving", {}).get("signatures", {}).get("explain", "")
+    order = [i for i in np.argsort(-np.asarray(weights), kind="stable") if weights[i] != 0]
+    print(f"  why {first} ({method.replace('_', '-') or 'weights'}):")
+    if not order:
+        print("    no known item in the history (the most popular items)")
+    for i in order[:shown]:
+        print(f"    {weights[i]:+8.4f}  {history[i]:>8}  {rec.titles.get(history[i], '')}")
 
 
 def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentParser:
@@ -775,6 +797,10 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     p.add_argument("-k", type=int, default=None,
                    help="recommendations per history, 1..the export's top_k (default top_k)")
     p.add_argument("--card", action="store_true", help="print the model card first")
+    p.add_argument("--explain", action="store_true",
+                   help="also print the history items that led to the first recommendation, "
+                        "with their weights (attention for gru_attention, else the score drop "
+                        "when the item is left out)")
     p.set_defaults(func=cmd_recommend)
     return parser
 

@@ -36,12 +36,31 @@ def _next_version(export_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
+def _attention_explainer(model):
+    """`(batch, length)` -> the last position's attention weights `(batch, length)` of a
+    `gru_attention` model, or None for any other model."""
+    from keras_seqrec.layers import CausalBahdanauAttention
+    from keras_seqrec.models.common import single_input
+    from keras_seqrec.models.gru_attention import ATTENTION, STATES
+
+    names = {layer.name for layer in model.layers}
+    if not {ATTENTION, STATES} <= names:
+        return None
+    attention = model.get_layer(ATTENTION)
+    if not isinstance(attention, CausalBahdanauAttention):
+        return None
+    _, weights = attention(model.get_layer(STATES).output,
+                           padding_mask=model.get_layer("padding_mask").output, last_only=True)
+    return keras.Model(single_input(model), weights[:, 0, :], name=f"{model.name}_explain")
+
+
 def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: bool,
                     item_counts: Optional[np.ndarray], jit_compile: bool = False):
-    """The export archive: `serving_default` and `score_all`, over raw string ids."""
+    """The export archive and the names of its signatures (see `export_saved_model`)."""
     tf = import_tensorflow()
 
     from keras_seqrec.models.common import last_position_model, model_max_len
+    from keras_seqrec.models.session import RecurrentSession
 
     max_len = model_max_len(model)
     size = vocabulary.size
@@ -63,33 +82,40 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
         counts[0] = -np.inf
         cold = tf.constant(counts[None, :])
 
-    def scores_for(history):
-        history = tf.strings.strip(history)
-        idx = table.lookup(history)  # unknown ids and "" padding -> 0
+    def lookup(history):
+        """Item indices of a string history (unknown ids and "" padding -> 0)."""
+        return table.lookup(tf.strings.strip(history))
+
+    def window(idx):
+        """The most recent `max_len` known items, left-padded to `(batch, max_len)`."""
         known = idx > 0
         compact = tf.ragged.boolean_mask(idx, known)[:, -max_len:]
         lengths = compact.row_lengths()
         right = compact.to_tensor(default_value=0, shape=[None, max_len])
         # Shift every row right so the most recent item sits in the last column.
         cols = tf.range(max_len, dtype=tf.int64)[None, :] - (max_len - lengths)[:, None]
-        left = tf.where(cols >= 0,
-                        tf.gather(right, tf.maximum(cols, 0), batch_dims=1),
+        return tf.where(cols >= 0, tf.gather(right, tf.maximum(cols, 0), batch_dims=1),
                         tf.zeros_like(right))
-        scores = tf.cast(score(tf.cast(left, tf.int32)), tf.float32)
-        has_known = tf.reduce_any(known, axis=1)
+
+    def finish(scores, has_known, seen):
+        """Cold start and seen-item exclusion on raw scores; `seen` int64 `(batch, n)`
+        indices, 0 where there is none."""
         if cold is not None:
             scores = tf.where(has_known[:, None], scores,
                               tf.broadcast_to(cold, tf.shape(scores)))
         if exclude_seen:
-            where = tf.where(known)
-            seen = tf.stack([where[:, 0], tf.gather_nd(idx, where)], axis=1)
+            where = tf.where(seen > 0)
+            pairs = tf.stack([where[:, 0], tf.gather_nd(seen, where)], axis=1)
             scores = tf.tensor_scatter_nd_update(
-                scores, seen, tf.fill([tf.shape(seen)[0]], float("-inf"))
-            )
+                scores, pairs, tf.fill([tf.shape(pairs)[0]], float("-inf")))
         return scores
 
-    def serve(history):
-        scores = scores_for(history)
+    def scores_for(history):
+        idx = lookup(history)
+        scores = tf.cast(score(tf.cast(window(idx), tf.int32)), tf.float32)
+        return finish(scores, tf.reduce_any(idx > 0, axis=1), idx)
+
+    def best_of(scores):
         # Padding, seen items and non-finite scores are never answers: all become -inf, and
         # only the slots with a finite score are real recommendations (`num_results`).
         finite = tf.math.is_finite(scores)
@@ -99,20 +125,114 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
         real = tf.math.is_finite(best.values)
         ids = tf.where(real, tf.gather(id_strings, best.indices), tf.fill(tf.shape(real), ""))
         return {"item_ids": ids, "scores": best.values,
-                "num_results": tf.reduce_sum(tf.cast(real, tf.int32), axis=1)}
+                "num_results": tf.reduce_sum(tf.cast(real, tf.int32), axis=1)}, best.indices
+
+    def serve(history):
+        return best_of(scores_for(history))[0]
 
     def score_all(history):
         # Scores of every item in vocabulary order (item_ids[i] <-> scores[:, i]).
         scores = scores_for(history)[:, 1:]
         return {"scores": scores}
 
+    attention = _attention_explainer(model)
+
+    def leave_one_out(x, top):
+        """The drop in each row's `top` item score when each window item is left out
+        (earlier items move one place later, a padding enters on the left); 0 at padding."""
+        width = tf.shape(x)[1]
+        reach = tf.reduce_max(tf.reduce_sum(tf.cast(x > 0, tf.int32), axis=1))
+        x = x[:, width - reach:]  # the columns where some row has an item
+        cols = tf.range(reach)
+        # sources[j, c]: the column variant j (item j left out) reads at column c.
+        sources = tf.where(cols[None, :] <= cols[:, None], cols[None, :] - 1, cols[None, :])
+        padded = tf.concat([tf.zeros_like(x[:, :1]), x], axis=1)
+        variants = tf.gather(padded, sources + 1, axis=1)  # (batch, reach, reach)
+        flat = tf.reshape(variants, [-1, reach])
+        scores = tf.cast(score(flat), tf.float32)
+        rows = tf.repeat(top, reach)
+        left_out = tf.gather(scores, rows, batch_dims=1)
+        full = tf.gather(tf.cast(score(x), tf.float32), top, batch_dims=1)
+        drop = full[:, None] - tf.reshape(left_out, [-1, reach])
+        drop = tf.where(x > 0, drop, tf.zeros_like(drop))
+        return tf.concat([tf.zeros([tf.shape(x)[0], width - reach]), drop], axis=1)
+
+    def explain(history):
+        idx = lookup(history)
+        x = window(idx)
+        answer, best = best_of(finish(tf.cast(score(tf.cast(x, tf.int32)), tf.float32),
+                                      tf.reduce_any(idx > 0, axis=1), idx))
+        if attention is not None:
+            weights = tf.cast(attention(tf.cast(x, tf.int32), training=False), tf.float32)
+        else:
+            weights = leave_one_out(tf.cast(x, tf.int32), tf.cast(best[:, 0], tf.int32))
+        # Back to the request's columns: a known item's place from the end of its row picks
+        # its window column; unknown ids, padding and items before the window get 0.
+        known = idx > 0
+        from_end = tf.cumsum(tf.cast(known, tf.int32), axis=1, reverse=True)
+        column = max_len - from_end
+        inside = known & (column >= 0)
+        picked = tf.gather(weights, tf.clip_by_value(column, 0, max_len - 1), batch_dims=1)
+        answer["weights"] = tf.where(inside, picked, tf.zeros_like(picked))
+        return answer
+
     archive = keras.export.ExportArchive()
     archive.track(scorer)
     archive.track(table)
+    if attention is not None:
+        archive.track(attention)
     spec = [tf.TensorSpec([None, None], tf.string, name="history")]
     archive.add_endpoint("serving_default", serve, input_signature=spec)
     archive.add_endpoint("score_all", score_all, input_signature=spec)
-    return archive
+    archive.add_endpoint("explain", explain, input_signature=spec)
+    signatures = {"serving_default": "top-K", "score_all": "every item's score",
+                  "explain": ("attention" if attention is not None else "leave_one_out")}
+
+    try:
+        session = RecurrentSession(model)
+    except ValueError as e:
+        signatures["session_step"] = f"not available: {e}"
+        return archive, signatures
+
+    def step(state, seen, idx):
+        state, logits = session.step(state, idx)
+        known = idx > 0
+        seen = tf.where(known[:, None], tf.concat([seen[:, 1:], idx[:, None]], axis=1), seen)
+        return state, seen, finish(logits, session.events(state) > 0, seen)
+
+    def session_step(state, seen, item_id):
+        idx = lookup(item_id)
+        state, seen, scores = step(state, seen, idx)
+        answer = best_of(scores)[0]
+        answer.update(state=state, seen=seen)
+        return answer
+
+    def session_start(history):
+        idx = lookup(history)
+        batch = tf.shape(idx)[0]
+        state = tf.zeros([batch, session.state_size])
+        seen = tf.zeros([batch, max_len], tf.int64)
+        scores = finish(tf.zeros([batch, size]), tf.zeros([batch], tf.bool), seen)
+
+        def body(i, state, seen, scores):
+            state, seen, scores = step(state, seen, idx[:, i])
+            return i + 1, state, seen, scores
+
+        _, state, seen, scores = tf.while_loop(
+            lambda i, *_: i < tf.shape(idx)[1], body, (0, state, seen, scores))
+        answer = best_of(scores)[0]
+        answer.update(state=state, seen=seen)
+        return answer
+
+    archive.add_endpoint("session_step", session_step, input_signature=[
+        tf.TensorSpec([None, session.state_size], tf.float32, name="state"),
+        tf.TensorSpec([None, max_len], tf.int64, name="seen"),
+        tf.TensorSpec([None], tf.string, name="item_id"),
+    ])
+    archive.add_endpoint("session_start", session_start, input_signature=spec)
+    signatures["session_step"] = {"state_size": session.state_size, "seen_size": max_len}
+    signatures["session_start"] = "state and top-K of a history"
+    return archive, signatures
 
 
 def _warmup_requests(path: str, model_name: str, max_len: int) -> bool:
@@ -180,6 +300,28 @@ def export_saved_model(
       recommendations. When fewer than `top_k` unseen items remain, the slots after them hold
       the sentinel id `""` with score `-inf`; padding or a seen item is never returned.
     - `score_all` -> `scores` float `[batch, num_items]` in vocabulary order, for re-ranking.
+    - `explain` -> what `serving_default` gives, and `weights` float `[batch, history width]`
+      aligned with the request's columns: how much each history item made the model
+      recommend its first item. `gru_attention`: its attention at the last position (summing
+      to 1 over the items it reads); every other model: the drop in the first item's score
+      when that item is left out (one batched pass over the window's leave-one-out
+      histories). Unknown ids, padding and items older than the `max_len` window get 0.
+
+    Recurrent models (`rnn`, `lstm`, `gru`, `gru_w2v`, `gru4rec`, `gru_attention` with its
+    learned query) also get one-event session signatures, so a server keeps each session's
+    state and reads only the newest event (`keras_seqrec.models.session`):
+
+    - `session_step(state float [batch, state_size], seen int64 [batch, max_len], item_id
+      string [batch])` -> the new `state` and `seen`, and the top-K of `serving_default`. A
+      new session starts from zeros for both (`state_size` is in the model card); an
+      unknown id or `""` leaves a session unchanged. For up to `max_len` events the answers
+      equal `serving_default` on the whole history (tested to 1e-5); a longer session keeps
+      reading all of it, and `seen` excludes its last `max_len` items.
+    - `session_start(history)` -> the same outputs for a stored history (the events read one
+      by one), to resume a session.
+
+    The model card's `serving.signatures` lists them, with the explanation method and the
+    session state's size, or why a model has no session state (self-attention models).
 
     Inside the graph: unknown ids are dropped (never mapped to an item), the most recent
     `max_len` known items are left-padded, items already in the history are excluded
@@ -259,8 +401,8 @@ def export_saved_model(
     with open(os.path.join(tmp, OWNER), "w") as f:
         json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
     try:
-        archive = _serving_module(model, vocabulary, top_k, exclude_seen, item_counts,
-                                  jit_compile)
+        archive, signatures = _serving_module(model, vocabulary, top_k, exclude_seen,
+                                              item_counts, jit_compile)
         with _quiet_tensorflow_logger():  # "INFO:tensorflow:Assets written to: <tmp>"
             archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, "assets.extra")
@@ -271,7 +413,7 @@ def export_saved_model(
             serving={"top_k": top_k, "exclude_seen": exclude_seen, "jit_compile": jit_compile,
                      "max_len": model_max_len(model), "num_items": vocabulary.num_items,
                      "cold_start": "popularity" if item_counts is not None else "model",
-                     "signatures": ["serving_default", "score_all"]},
+                     "signatures": signatures},
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
             versions=_versions(),
         )
@@ -387,12 +529,8 @@ class Recommender:
             with open(titles, encoding="utf-8") as f:
                 self.titles = json.load(f)
 
-    def recommend(self, histories: Sequence[Sequence], k: Optional[int] = None):
-        """For each history (raw ids, oldest first) the top-k `(item_ids, scores)` arrays.
-
-        A row is shorter than `k` when fewer than `k` unseen items remain; it never holds
-        padding or an item of the history.
-        """
+    def _request(self, signature, histories: Sequence[Sequence], k: Optional[int]):
+        """Check `k`, pad the histories into one string tensor, call `signature`."""
         tf = import_tensorflow()
 
         k = self.top_k if k is None else k
@@ -403,19 +541,48 @@ class Recommender:
             raise TypeError("`histories` must be a list of histories (lists of ids), not a string.")
         rows = [[str(x) for x in h] for h in histories]
         if not rows:
-            return []
+            return k, rows, None
         width = max([len(r) for r in rows] + [1])
         padded = np.array([r + [""] * (width - len(r)) for r in rows], dtype=object)
-        out = self._serve(history=tf.constant(padded, dtype=tf.string))
-        ids = out["item_ids"].numpy()[:, :k]
-        scores = out["scores"].numpy()[:, :k]
-        counts = out["num_results"].numpy() if "num_results" in out else np.full(len(rows), k)
-        result = []
-        for i in range(len(rows)):
-            n = min(int(counts[i]), k)
-            result.append((np.array([x.decode("utf-8") for x in ids[i, :n]], dtype=str),
-                           scores[i, :n]))
-        return result
+        return k, rows, signature(history=tf.constant(padded, dtype=tf.string))
+
+    @staticmethod
+    def _top(out, i: int, k: int):
+        counts = out["num_results"].numpy() if "num_results" in out else None
+        n = k if counts is None else min(int(counts[i]), k)
+        ids = out["item_ids"].numpy()[i, :n]
+        return (np.array([x.decode("utf-8") for x in ids], dtype=str),
+                out["scores"].numpy()[i, :n])
+
+    def recommend(self, histories: Sequence[Sequence], k: Optional[int] = None):
+        """For each history (raw ids, oldest first) the top-k `(item_ids, scores)` arrays.
+
+        A row is shorter than `k` when fewer than `k` unseen items remain; it never holds
+        padding or an item of the history.
+        """
+        k, rows, out = self._request(self._serve, histories, k)
+        return [self._top(out, i, k) for i in range(len(rows))]
+
+    def explain(self, histories: Sequence[Sequence], k: Optional[int] = None):
+        """For each history the top-k `(item_ids, scores, weights)`, `weights` holding one
+        float per history item, in the history's order: how much it made the model recommend
+        its first item (the export's `explain` signature).
+
+        For `gru_attention` the weights are the attention at the last position (they sum to
+        1 over the items the model reads); for the other models, the drop in the first
+        item's score when that history item is left out. Ids the model does not know and
+        items older than its `max_len` window get 0.
+
+        Raises:
+            ValueError: the SavedModel was exported before explanations existed.
+        """
+        signatures = self._loaded.signatures
+        if "explain" not in signatures:
+            raise ValueError(f"{self.path} has no `explain` signature (exported by an older "
+                             "keras-seqrec); export the model again.")
+        k, rows, out = self._request(signatures["explain"], histories, k)
+        weights = out["weights"].numpy() if rows else None
+        return [self._top(out, i, k) + (weights[i, :len(row)],) for i, row in enumerate(rows)]
 
     def describe(self) -> str:
         """The model card as indented JSON."""
