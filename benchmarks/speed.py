@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py train [--models gru gru_attention sasrec] [--epochs 2]
     python benchmarks/speed.py serve [--model gru_attention] [--jit-compile]
+    python benchmarks/speed.py session [--models gru gru_attention sasrec]
     python benchmarks/speed.py data [--interactions 20000000]
     python benchmarks/speed.py quality --dataset ml-1m [--schedule cosine]
     python benchmarks/speed.py render
@@ -188,6 +189,77 @@ def bench_serve(args):
         "pass": bool(p99 <= 5.0 and throughput >= 5000),
         "threads": "TensorFlow defaults (inter/intra op = all cores)",
     })
+
+
+def _latencies_ms(call, requests):
+    """Milliseconds of `requests` calls of `call()` after 50 warm-up calls."""
+    for _ in range(50):
+        call()
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _percentiles(times):
+    import numpy as np
+
+    p50, p99 = np.percentile(times, [50, 99])
+    return {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3)}
+
+
+def bench_session(args):
+    """One-event session updates against full-history requests, and the explain signature.
+
+    ML-1M-sized catalogue (ml-1m's items when the file is there, else ml-latest-small's),
+    max_len 200, untrained weights (latency does not depend on them), single requests on the
+    CPU cores there are: `session_step` after 10 and after 200 events, `serving_default` on
+    the same histories, and `explain` on a 50-item history."""
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_seqrec as ks
+    from keras_seqrec.export import export_saved_model
+
+    from run import DATASETS, load  # the accuracy benchmark's files and preparation
+
+    dataset = "ml-1m" if os.path.exists(os.path.join(SHARED, "ml-1m")) else "ml-latest-small"
+    data = ks.prepare(load(dataset, None), **DATASETS[dataset])
+    ids = np.array([str(i) for i in data.vocabulary.ids])
+    rng = np.random.default_rng(0)
+    for name in args.models:
+        model = ks.build_model(name, data.num_items, 200)
+        path = export_saved_model(model, data.vocabulary, tempfile.mkdtemp(), top_k=10,
+                                  item_counts=data.item_counts())
+        loaded = tf.saved_model.load(path)
+        serve, explain = loaded.signatures["serving_default"], loaded.signatures["explain"]
+        result = {"benchmark": "session", "model": name, "dataset": dataset,
+                  "num_items": data.num_items, "max_len": 200, "top_k": 10,
+                  "requests": args.requests,
+                  "explanation": "attention" if name == "gru_attention" else "leave_one_out"}
+        history = rng.choice(ids, size=(1, 200))
+        for length in (10, 200):
+            full = tf.constant(history[:, :length])
+            result[f"full_history_{length}"] = _percentiles(
+                _latencies_ms(lambda: serve(history=full)["item_ids"].numpy(), args.requests))
+            if "session_step" not in loaded.signatures:
+                continue
+            started = loaded.signatures["session_start"](history=full)
+            step = loaded.signatures["session_step"]
+            event = tf.constant([history[0, -1]])
+            result[f"session_step_after_{length}"] = _percentiles(_latencies_ms(
+                lambda: step(state=started["state"], seen=started["seen"],
+                             item_id=event)["item_ids"].numpy(), args.requests))
+        fifty = tf.constant(history[:, :50])
+        result["explain_50"] = _percentiles(
+            _latencies_ms(lambda: explain(history=fifty)["weights"].numpy(), args.requests))
+        if "session_step_after_10" in result:
+            short, long = result["session_step_after_10"], result["session_step_after_200"]
+            result["target_p99_ms"] = 2.0
+            result["pass"] = bool(max(short["p99_ms"], long["p99_ms"]) <= 2.0)
+        _write(f"session_{name}_cpu", result)
 
 
 def bench_data(args):
@@ -442,6 +514,21 @@ def render(_args=None):
             measured = (f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; batch 256: "
                         f"{r['batch_256_recommendations_per_second']:,} recs/s")
             goal = "p99 <= 5 ms, >= 5,000 recs/s"
+        elif r["benchmark"] == "session":
+            what = (f"{r['model']} SavedModel, one request, {r['num_items']:,} items, max_len "
+                    f"{r['max_len']}, top-10")
+            parts = []
+            for key, label in (("session_step_after_10", "session_step after 10 events"),
+                               ("session_step_after_200", "after 200"),
+                               ("full_history_10", "serving_default history 10"),
+                               ("full_history_200", "history 200")):
+                if key in r:
+                    parts.append(f"{label}: p50 {r[key]['p50_ms']} / p99 {r[key]['p99_ms']} ms")
+            parts.append(f"explain ({r['explanation'].replace('_', '-')}) history 50: p50 "
+                         f"{r['explain_50']['p50_ms']} / p99 {r['explain_50']['p99_ms']} ms")
+            measured = "; ".join(parts)
+            goal = ("session_step p99 <= 2 ms after 10 and 200 events"
+                    if "target_p99_ms" in r else "reported (no session state: self-attention)")
         elif r["benchmark"] == "data":
             what = f"read + 5-core + split, {r['interactions']:,} interactions"
             measured = f"{r['total_seconds']} s, peak RSS {r['peak_rss_gib']} GiB"
@@ -505,6 +592,10 @@ def main(argv=None):
     s.add_argument("--jit-compile", action="store_true",
                    help="export with jit_compile=True (XLA) and write serve_<model>_cpu_xla")
     s.set_defaults(func=bench_serve)
+    e = sub.add_parser("session")
+    e.add_argument("--models", nargs="+", default=["gru", "gru_attention", "sasrec"])
+    e.add_argument("--requests", type=int, default=1000)
+    e.set_defaults(func=bench_session)
     d = sub.add_parser("data")
     d.add_argument("--interactions", type=int, default=20_000_000)
     d.set_defaults(func=bench_data)
