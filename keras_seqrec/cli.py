@@ -402,7 +402,6 @@ def cmd_train(args) -> int:
     _claim_output(args)
 
     import keras
-    import numpy as np
 
     import keras_seqrec as ks
     from keras_seqrec.training import (build_and_fit, check_training_arguments,
@@ -445,16 +444,7 @@ def cmd_train(args) -> int:
                                           "--learning-rate (it was")) from None
     train_seconds = time.perf_counter() - start
     # Save the trained model first, so nothing is lost if evaluation fails.
-    os.makedirs(args.output, exist_ok=True)
-    model.save(os.path.join(args.output, "model.keras"))
-    data.vocabulary.save(os.path.join(args.output, "vocabulary.json"))
-    if features is not None:  # what `export --new-items` reads new items' tokens against
-        features.save(os.path.join(args.output, "item_features.npz"))
-    np.save(os.path.join(args.output, "item_counts.npy"), data.item_counts())
-    if data.items is not None and "title" in data.items.columns:
-        titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
-        with open(os.path.join(args.output, "titles.json"), "w", encoding="utf-8") as f:
-            json.dump({str(k): v for k, v in titles.items()}, f)
+    _save_artifacts(args.output, model, data, features)
 
     models = _baselines(data, features)
     models[args.model] = model
@@ -497,11 +487,122 @@ def cmd_train(args) -> int:
         "metrics": results,
         "versions": {"keras_seqrec": ks.__version__, "keras": keras.__version__},
     }
-    tmp = os.path.join(args.output, ".run.json.tmp")
+    _write_run_json(args.output, run)
+    return 0
+
+
+def _save_artifacts(output: str, model, data, features) -> None:
+    """A run's model, vocabulary, popularity counts, item features and titles."""
+    import numpy as np
+
+    os.makedirs(output, exist_ok=True)
+    model.save(os.path.join(output, "model.keras"))
+    data.vocabulary.save(os.path.join(output, "vocabulary.json"))
+    if features is not None:  # what `export --new-items` reads new items' tokens against
+        features.save(os.path.join(output, "item_features.npz"))
+    np.save(os.path.join(output, "item_counts.npy"), data.item_counts())
+    if data.items is not None and "title" in data.items.columns:
+        titles = data.items["title"].reindex(data.vocabulary.ids).dropna()
+        with open(os.path.join(output, "titles.json"), "w", encoding="utf-8") as f:
+            json.dump({str(k): v for k, v in titles.items()}, f)
+
+
+def _write_run_json(output: str, run: dict) -> None:
+    tmp = os.path.join(output, ".run.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(run, f, indent=2, default=str)
-    os.replace(tmp, os.path.join(args.output, "run.json"))  # last: marks the run finished
-    print(f"\nSaved the model, its vocabulary and run.json to {args.output}/")
+    os.replace(tmp, os.path.join(output, "run.json"))  # last: marks the run finished
+    print(f"\nSaved the model, its vocabulary and run.json to {output}/")
+
+
+def cmd_update(args) -> int:
+    """Continue a finished run on its log grown by new interactions, as a new run."""
+    import copy
+    import time
+
+    run = _read_run(args.run_dir)
+    if os.path.abspath(args.output) == os.path.abspath(args.run_dir):
+        raise CliError("--output must be a new folder: an update never modifies the run it "
+                       "starts from.")
+    if args.epochs < 1:
+        raise CliError(f"--epochs must be >= 1; got {args.epochs}.")
+    _claim_output(args)
+    import keras
+
+    import keras_seqrec as ks
+    from keras_seqrec import Vocabulary
+    from keras_seqrec.data.features import ItemFeatures
+    from keras_seqrec.update import new_items, update_dataset, update_model
+
+    new_source = {"source": args.dataset, "format": args.format,
+                  "columns": {k: getattr(args, k) for k in
+                              ("user_col", "item_col", "time_col", "rating_col")}}
+    new_log = _load_interactions(args)
+    base = copy.copy(args)
+    old_log = _run_log(run, base)
+    vocabulary = Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json"))
+    saved = os.path.join(args.run_dir, "item_features.npz")
+    features = ItemFeatures.load(saved) if os.path.exists(saved) else None
+    settings = run["dataset"]["settings"]
+    if features is not None:
+        # New items are scored from their features, so only items with features can join.
+        if args.new_items:
+            features = _features_with_new_items(features, args.new_items)
+        known = features.vocabulary.lookup(new_log.frame["item"].to_numpy()) > 0
+        if not known.all():
+            print(f"note: {int((~known).sum()):,} new interactions are with items that have "
+                  "no features (not in the run's items nor in --new-items); they are left "
+                  "out.", file=sys.stderr)
+            new_log = type(new_log)(new_log.frame[known], items=new_log.items,
+                                    name=new_log.name)
+        vocabulary = features.vocabulary
+    try:
+        data = update_dataset(old_log, new_log, vocabulary, **settings)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    added = new_items(Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")),
+                      data.vocabulary)
+    print(data)
+    print(f"Update: {len(new_log.frame):,} new interactions, {len(added):,} new items.")
+    model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
+    training = run["training"]
+    loss = _loss_defaults(training.get("loss"))
+    learning_rate = args.learning_rate or training.get("learning_rate")
+    start = time.perf_counter()
+    model, history = update_model(
+        model, data, features=features, epochs=args.epochs,
+        batch_size=training.get("batch_size", 128), learning_rate=learning_rate,
+        loss=ks.losses.get_loss(loss.get("loss", "softmax"), loss.get("num_negatives")),
+        weight_decay=training.get("weight_decay", 0.0),
+        adam_beta_2=training.get("adam_beta_2", 0.999),
+        validation_metric=training.get("validation_metric", "ndcg@10"),
+        early_stopping_patience=args.patience, seed=training.get("seed", 0),
+        exclude_seen=run["protocol"].get("exclude_seen", False), verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    _save_artifacts(args.output, model, data, features)
+    exclude_seen = run["protocol"].get("exclude_seen", False)
+    models = _baselines(data, None)
+    models[run["model"]] = model
+    rows, results = _evaluate_all(models, data, exclude_seen)
+    print()
+    print(f"Full-ranking leave-one-out metrics on the grown {data.name} ({data.num_items:,} "
+          "items):")
+    print(_metrics_table(rows))
+    updated = copy.deepcopy(run)
+    updated["dataset"].update({k: v for k, v in data.describe().items()
+                               if k != "settings"})
+    updated["dataset"]["updates"] = run["dataset"].get("updates", []) + [new_source]
+    updated["update"] = {
+        "base_run": os.path.abspath(args.run_dir), "new_interactions": len(new_log.frame),
+        "new_items": len(added), "epochs_run": len(history.history["loss"]),
+        "best_epoch": history.best_epoch + 1, "stopped_by": history.stopped_by,
+        "learning_rate": learning_rate, "seconds": round(seconds, 1),
+        "new_item_start": ("features" if features is not None else
+                           "mean of the trained items' rows"),
+    }
+    updated["metrics"] = results
+    _write_run_json(args.output, updated)
     return 0
 
 
@@ -514,34 +615,64 @@ def _read_run(run_dir: str) -> dict:
         return json.load(f)
 
 
-def cmd_evaluate(args) -> int:
-    from keras_seqrec import Vocabulary
+def _source_args(args, source: dict) -> None:
+    """Point `args` at one data source of a run.json (`dataset` or one of its `updates`)."""
+    args.dataset = source["source"]
+    args.format = source.get("format")
+    for key, value in (source.get("columns") or {}).items():
+        setattr(args, key, value)
 
+
+def _run_log(run: dict, args):
+    """The interaction log a run trained on: its dataset, then each update's new log."""
+    from keras_seqrec.update import grown_log
+
+    dataset = run["dataset"]
+    args.data_dir = getattr(args, "data_dir", None) or dataset.get("data_dir")
+    _source_args(args, dataset)
+    log = _load_interactions(args)
+    for update in dataset.get("updates", []):
+        _source_args(args, update)
+        log = grown_log(log, _load_interactions(args))
+    return log
+
+
+def _run_data(run: dict, run_dir: str, args):
+    """The `SequenceDataset` a finished run was trained and evaluated on, rebuilt from its
+    run.json and checked against its saved vocabulary."""
+    from keras_seqrec import Vocabulary, prepare
+
+    settings = run["dataset"]["settings"]
+    log = _run_log(run, args)
+    vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
+    updated = bool(run["dataset"].get("updates"))
+    min_rating = settings["min_rating"] if log.has_ratings else None
+    data = prepare(
+        log, max_len=settings["max_len"], min_rating=min_rating,
+        min_user_interactions=settings["min_user_interactions"],
+        min_item_interactions=settings["min_item_interactions"],
+        drop_duplicates=settings.get("drop_duplicates", True),
+        tie_break=settings.get("tie_break", "file"), seed=settings.get("seed", 0),
+        cold_items=settings.get("cold_items", 0.0),
+        # An updated run's items were appended to its base run's: keep their order.
+        vocabulary=vocabulary if updated else None,
+    )
+    if data.vocabulary != vocabulary:
+        raise CliError("the data no longer matches the model's vocabulary.")
+    return data
+
+
+def cmd_evaluate(args) -> int:
     run = _read_run(args.run_dir)
     for k in args.k:
         if k < 1:
             raise CliError(f"-k must be positive integers; got {k}.")
     import keras
 
-
-    settings = run["dataset"]["settings"]
-    args.dataset = run["dataset"]["source"]
-    args.data_dir = args.data_dir or run["dataset"].get("data_dir")
-    args.format = run["dataset"].get("format")
-    args.max_len = settings["max_len"]
-    args.min_rating = settings["min_rating"]
-    args.min_user_interactions = settings["min_user_interactions"]
-    args.min_item_interactions = settings["min_item_interactions"]
-    args.keep_duplicates = not settings.get("drop_duplicates", True)
-    args.tie_break = settings.get("tie_break", "file")
-    args.seed = settings.get("seed", 0)
-    args.cold_items = settings.get("cold_items", 0.0)
-    _, data = _prepare(args)
+    data = _run_data(run, args.run_dir, args)
     source = run.get("item_features") or {}
     args.item_features, args.text_features = source.get("source"), source.get("text", ())
     features = _item_features(args, data)
-    if Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")) != data.vocabulary:
-        raise CliError("the data no longer matches the model's vocabulary.")
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
     models = _baselines(data, features)
     models[run["model"]] = model
@@ -599,9 +730,18 @@ def cmd_export(args) -> int:
 def _with_new_items(model, features, source: str):
     """`(model, features)` with the new items of a CSV added to a feature-aware run, whose
     saved `features` (None for a run trained without them) give the new items' tokens."""
-    import pandas as pd
-
     from keras_seqrec.catalogue import add_items
+
+    grown = _features_with_new_items(features, source)
+    try:
+        return add_items(model, grown), grown
+    except ValueError as error:
+        raise CliError(f"--new-items {source!r}: {error}") from None
+
+
+def _features_with_new_items(features, source: str):
+    """A feature-aware run's saved `features` plus the new items of the CSV `source`."""
+    import pandas as pd
 
     if features is None:
         raise CliError("--new-items needs a run trained with --item-features: only its "
@@ -611,8 +751,7 @@ def _with_new_items(model, features, source: str):
     try:
         id_type = "int64" if features.vocabulary.id_dtype == "int" else "str"
         frame = pd.read_csv(source, dtype={"item": id_type})
-        grown = features.with_new_items(frame)
-        return add_items(model, grown), grown
+        return features.with_new_items(frame)
     except (ValueError, KeyError) as error:
         raise CliError(f"--new-items {source!r}: {error}") from None
 
@@ -784,6 +923,32 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
                    help="compile the model with XLA: several times faster on CPU, but TF "
                         "Serving must then run with --xla_cpu_compilation_enabled=true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("update", help="continue a finished run on new interactions, as a "
+                                      "new run (new items join the catalogue)")
+    p.add_argument("--run-dir", required=True, help="the finished run to start from (never "
+                                                    "modified)")
+    p.add_argument("--dataset", required=True,
+                   help="the new interactions since that run trained: a CSV/Parquet log or "
+                        "a 'user item item ...' file, with the columns of --user-col etc.")
+    p.add_argument("--format", default=None, choices=("csv", "tsv", "parquet", "sequences"))
+    p.add_argument("--user-col", default="user")
+    p.add_argument("--item-col", default="item")
+    p.add_argument("--time-col", default="timestamp")
+    p.add_argument("--rating-col", default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="where the run's own dataset is, if not where it was")
+    p.add_argument("--new-items", default=None, metavar="FILE.csv",
+                   help="for a run trained with --item-features: the new items' features "
+                        "(an item column and the run's feature fields)")
+    p.add_argument("--output", required=True, help="folder of the new run")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default 3)")
+    p.add_argument("--patience", type=int, default=2, help="early-stopping patience")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="default: the run's own")
+    p.add_argument("--verbose", type=int, default=1)
+    p.set_defaults(func=cmd_update)
 
     p = sub.add_parser("recommend", help="recommend from an exported SavedModel")
     p.add_argument("--model-dir", required=True,

@@ -36,9 +36,10 @@ def _next_version(export_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def _attention_explainer(model):
-    """`(batch, length)` -> the last position's attention weights `(batch, length)` of a
-    `gru_attention` model, or None for any other model."""
+def _attention_explainer(model, scorer):
+    """`(batch, length)` -> `scorer`'s logits and the last position's attention weights
+    `(batch, length)` of a `gru_attention` model, in one pass over the GRU; None for any
+    other model."""
     from keras_seqrec.layers import CausalBahdanauAttention
     from keras_seqrec.models.common import single_input
     from keras_seqrec.models.gru_attention import ATTENTION, STATES
@@ -51,7 +52,8 @@ def _attention_explainer(model):
         return None
     _, weights = attention(model.get_layer(STATES).output,
                            padding_mask=model.get_layer("padding_mask").output, last_only=True)
-    return keras.Model(single_input(model), weights[:, 0, :], name=f"{model.name}_explain")
+    return keras.Model(single_input(model), [scorer.outputs[0], weights[:, 0, :]],
+                       name=f"{model.name}_explain")
 
 
 def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: bool,
@@ -135,9 +137,11 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
         scores = scores_for(history)[:, 1:]
         return {"scores": scores}
 
-    attention = _attention_explainer(model)
+    attention = _attention_explainer(model, scorer)
+    explain_scores = (tf.function(lambda ids: attention(ids, training=False),
+                                  jit_compile=jit_compile) if attention is not None else None)
 
-    def leave_one_out(x, top):
+    def leave_one_out(x, top, scores):
         """The drop in each row's `top` item score when each window item is left out
         (earlier items move one place later, a padding enters on the left); 0 at padding."""
         width = tf.shape(x)[1]
@@ -149,23 +153,25 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
         padded = tf.concat([tf.zeros_like(x[:, :1]), x], axis=1)
         variants = tf.gather(padded, sources + 1, axis=1)  # (batch, reach, reach)
         flat = tf.reshape(variants, [-1, reach])
-        scores = tf.cast(score(flat), tf.float32)
         rows = tf.repeat(top, reach)
-        left_out = tf.gather(scores, rows, batch_dims=1)
-        full = tf.gather(tf.cast(score(x), tf.float32), top, batch_dims=1)
+        left_out = tf.gather(tf.cast(score(flat), tf.float32), rows, batch_dims=1)
+        full = tf.gather(tf.cast(scores, tf.float32), top, batch_dims=1)
         drop = full[:, None] - tf.reshape(left_out, [-1, reach])
         drop = tf.where(x > 0, drop, tf.zeros_like(drop))
         return tf.concat([tf.zeros([tf.shape(x)[0], width - reach]), drop], axis=1)
 
     def explain(history):
         idx = lookup(history)
-        x = window(idx)
-        answer, best = best_of(finish(tf.cast(score(tf.cast(x, tf.int32)), tf.float32),
-                                      tf.reduce_any(idx > 0, axis=1), idx))
+        x = tf.cast(window(idx), tf.int32)
         if attention is not None:
-            weights = tf.cast(attention(tf.cast(x, tf.int32), training=False), tf.float32)
+            scores, weights = explain_scores(x)
         else:
-            weights = leave_one_out(tf.cast(x, tf.int32), tf.cast(best[:, 0], tf.int32))
+            scores = score(x)
+        answer, best = best_of(finish(tf.cast(scores, tf.float32),
+                                      tf.reduce_any(idx > 0, axis=1), idx))
+        if attention is None:
+            weights = leave_one_out(x, tf.cast(best[:, 0], tf.int32), scores)
+        weights = tf.cast(weights, tf.float32)
         # Back to the request's columns: a known item's place from the end of its row picks
         # its window column; unknown ids, padding and items before the window get 0.
         known = idx > 0

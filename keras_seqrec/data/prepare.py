@@ -58,6 +58,7 @@ def prepare(
     tie_break: str = "file",
     seed: int = 0,
     cold_items: float = 0.0,
+    vocabulary: Optional[Vocabulary] = None,
 ) -> SequenceDataset:
     """Turn an interaction log into time-ordered item sequences with leak-free splits.
 
@@ -105,6 +106,10 @@ def prepare(
             evaluation targets. Rank over the whole catalogue as usual and report warm and
             cold targets apart (`evaluate_recommender(..., targets="cold")`). The indices are
             `data.cold_items`; counts are in `describe()["cold_items"]`.
+        vocabulary: an existing vocabulary (a trained model's) whose items keep their
+            indices, even those the filtered log no longer holds; the log's other items are
+            appended after them in order of first appearance (`Vocabulary.extended`). What
+            `keras_seqrec.update` prepares a grown log with.
 
     Returns:
         A `SequenceDataset`.
@@ -189,7 +194,12 @@ def prepare(
     order = np.lexsort(keys)
     user_codes = user_codes[order]
     timestamps = timestamps[order]
-    vocabulary = Vocabulary(pd.unique(frame[ITEM]))
+    present = pd.unique(frame[ITEM])
+    if vocabulary is None:
+        vocabulary = Vocabulary(present)
+    else:
+        new = present[vocabulary.lookup(present) == 0]
+        vocabulary = vocabulary.extended(new) if len(new) else vocabulary
     items = vocabulary.lookup(frame[ITEM].to_numpy()[order])
     users = np.asarray(user_ids)
     last_session = None

@@ -1,0 +1,107 @@
+"""Incremental updates: a trained model continues on a log that has grown since it trained.
+
+New interactions are appended to the users' sequences (new users get their own), new items
+get the next indices of the vocabulary (no existing index moves), the model's item tables grow
+(`keras_seqrec.catalogue.grow_items`), and training continues for a few epochs with validation
+on each user's newest interactions. The CLI's `keras-seqrec update` writes the result as a new
+run (the old one is never modified), whose export is the next SavedModel version.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+
+from keras_seqrec.catalogue import grow_items
+from keras_seqrec.data import Vocabulary
+from keras_seqrec.data.dataset import SequenceDataset
+from keras_seqrec.data.prepare import prepare
+from keras_seqrec.datasets.interactions import Interactions
+
+
+def grown_log(old: Interactions, new: Interactions) -> Interactions:
+    """The old log followed by the new interactions (rows in that order, so timestamp ties
+    keep old before new), with the item side data of both (the new one's rows win)."""
+    columns = [c for c in old.frame.columns if c in new.frame.columns]
+    missing = sorted(set(old.frame.columns) - set(columns))
+    if missing:
+        raise ValueError(f"The new interactions lack the column(s) {missing} that the old "
+                         "log has (e.g. ratings); read them with the same columns.")
+    frame = pd.concat([old.frame[columns], new.frame[columns]], ignore_index=True)
+    items = old.items
+    if new.items is not None:
+        items = new.items if items is None else pd.concat(
+            [items[~items.index.isin(new.items.index)], new.items])
+    return Interactions(frame, items=items, name=old.name)
+
+
+def update_dataset(old: Interactions, new: Interactions, vocabulary: Vocabulary,
+                   **settings) -> SequenceDataset:
+    """`prepare` on the grown log with the trained model's `vocabulary` kept: its items keep
+    their indices and the log's new items are appended.
+
+    `settings` are the original preparation's (`data.describe()["settings"]`: `max_len`,
+    `min_rating`, the k-core bounds, ...); the split is leave-one-out on the grown sequences,
+    so validation and test are each user's newest interactions.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> from keras_seqrec.datasets import from_dataframe
+    >>> old = from_dataframe(pd.DataFrame({"user": [1] * 4, "item": [7, 8, 9, 7],
+    ...                                    "timestamp": [1, 2, 3, 4]}))
+    >>> new = from_dataframe(pd.DataFrame({"user": [1, 1], "item": [5, 8],
+    ...                                    "timestamp": [5, 6]}))
+    >>> data = update_dataset(old, new, Vocabulary([7, 8, 9]), max_len=5)
+    >>> data.vocabulary.lookup([7, 8, 9, 5]).tolist(), data.train.tolist()
+    ([1, 2, 3, 4], [[1, 2, 3, 1]])
+    """
+    allowed = {"max_len", "min_rating", "min_user_interactions", "min_item_interactions",
+               "drop_duplicates", "tie_break", "seed", "session_gap"}
+    kept = {k: v for k, v in settings.items() if k in allowed}
+    return prepare(grown_log(old, new), vocabulary=vocabulary, **kept)
+
+
+def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
+                 epochs: int = 3, **fit_options):
+    """Grow `model` to `data`'s catalogue and continue training it on `data`.
+
+    Args:
+        model: the trained model (not modified: the update trains a grown copy, or a copy
+            with the same weights when no item is new).
+        data: from `update_dataset`, whose vocabulary extends the model's.
+        features: for a feature-aware model, the `ItemFeatures` of `data.vocabulary` (the old
+            ones `.with_new_items(frame)`): new items start from their features.
+        epochs: at most this many epochs (early stopping and best-epoch restore as usual).
+        fit_options: any other `fit_recommender` argument (learning_rate, batch_size, ...).
+
+    Returns:
+        `(updated_model, history)`.
+    """
+    from keras_seqrec.training import fit_recommender
+
+    old = model.get_layer("item_embedding").num_items
+    if data.num_items < old:
+        raise ValueError(f"The updated data has {data.num_items} items, fewer than the "
+                         f"model's {old}: prepare it with the model's vocabulary "
+                         "(update_dataset).")
+    if data.num_items > old:
+        model = grow_items(model, data.num_items, features=features)
+    else:
+        copy = keras.Model.from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+        model = copy
+    history = fit_recommender(model, data, epochs=epochs, **fit_options)
+    return model, history
+
+
+def new_items(old: Vocabulary, new: Vocabulary) -> list:
+    """The raw ids `new` has beyond `old`, which it must extend (every old item at its old
+    index)."""
+    if not (new.lookup(old.ids) == np.arange(1, old.size)).all():
+        raise ValueError("The new vocabulary does not keep the old items' indices.")
+    return list(new.ids[old.num_items:])
+
+
+__all__ = ["grown_log", "new_items", "update_dataset", "update_model"]
