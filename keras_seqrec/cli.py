@@ -526,13 +526,17 @@ def cmd_update(args) -> int:
                        "starts from.")
     if args.epochs < 1:
         raise CliError(f"--epochs must be >= 1; got {args.epochs}.")
+    if args.context == -1:
+        args.context = None
+    elif args.context < 0:
+        raise CliError(f"--context must be >= 0 items, or -1; got {args.context}.")
     _claim_output(args)
     import keras
 
     import keras_seqrec as ks
     from keras_seqrec import Vocabulary
     from keras_seqrec.data.features import ItemFeatures
-    from keras_seqrec.update import new_items, update_dataset, update_model
+    from keras_seqrec.update import new_items, recent_windows, update_dataset, update_model
 
     new_source = {"source": args.dataset, "format": args.format,
                   "columns": {k: getattr(args, k) for k in
@@ -567,10 +571,14 @@ def cmd_update(args) -> int:
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
     training = run["training"]
     loss = _loss_defaults(training.get("loss"))
-    learning_rate = args.learning_rate or training.get("learning_rate")
+    learning_rate = args.learning_rate
+    if learning_rate is None:  # twice the run's: the new items start far behind
+        learning_rate = 2 * (training.get("learning_rate") or ks.training.DEFAULT_LEARNING_RATE)
+    windows = data if args.context is None else recent_windows(
+        data, new_log, context=args.context, min_rating=settings.get("min_rating"))
     start = time.perf_counter()
     model, history = update_model(
-        model, data, features=features, epochs=args.epochs,
+        model, windows, features=features, epochs=args.epochs,
         batch_size=training.get("batch_size", 128), learning_rate=learning_rate,
         loss=ks.losses.get_loss(loss.get("loss", "softmax"), loss.get("num_negatives")),
         weight_decay=training.get("weight_decay", 0.0),
@@ -597,7 +605,8 @@ def cmd_update(args) -> int:
         "base_run": os.path.abspath(args.run_dir), "new_interactions": len(new_log.frame),
         "new_items": len(added), "epochs_run": len(history.history["loss"]),
         "best_epoch": history.best_epoch + 1, "stopped_by": history.stopped_by,
-        "learning_rate": learning_rate, "seconds": round(seconds, 1),
+        "learning_rate": learning_rate, "context": args.context,
+        "train_interactions": int(len(windows.train.values)), "seconds": round(seconds, 1),
         "new_item_start": ("features" if features is not None else
                            "mean of the trained items' rows"),
     }
@@ -943,10 +952,14 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
                         "(an item column and the run's feature fields)")
     p.add_argument("--output", required=True, help="folder of the new run")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default 3)")
-    p.add_argument("--patience", type=int, default=2, help="early-stopping patience")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="at most this many epochs (default 10)")
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience")
     p.add_argument("--learning-rate", type=float, default=None,
-                   help="default: the run's own")
+                   help="default: twice the run's own")
+    p.add_argument("--context", type=int, default=10,
+                   help="train on each user's new interactions and this many items before "
+                        "them (default 10; benchmarks/UPDATE.md); -1: the whole sequences")
     p.add_argument("--verbose", type=int, default=1)
     p.set_defaults(func=cmd_update)
 

@@ -29,6 +29,8 @@ from keras_seqrec.sampling import PopularitySampler
 _METRIC_NAMES = ("hr", "ndcg", "mrr", "coverage")
 
 
+DEFAULT_LEARNING_RATE = 1e-3  # Adam's, when neither a rate nor an optimizer is given
+
 def _parse_metric(metric: str) -> tuple[str, int]:
     name, _, k = metric.partition("@")
     if name not in _METRIC_NAMES or not k.isdigit() or int(k) < 1:
@@ -442,7 +444,7 @@ def fit_recommender(
         raise ValueError(f"`learning_rate`={learning_rate:g} differs from the optimizer's own "
                          f"({own_rate:g}); pass one.")
     if learning_rate is None:
-        learning_rate = 1e-3 if own_rate is None else own_rate
+        learning_rate = DEFAULT_LEARNING_RATE if own_rate is None else own_rate
     if optimizer is not None and (weight_decay != 0.0 or adam_beta_2 != 0.999):
         raise ValueError("`weight_decay` and `adam_beta_2` configure the Adam optimizer "
                          "fit_recommender builds; with your own `optimizer`, set them on it.")

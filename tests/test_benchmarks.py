@@ -98,3 +98,54 @@ def test_cold_start_runs_report_warm_and_cold_targets_apart_and_stay_out_of_the_
     assert "content (cold10)" in section and "markov (cold10)" in section
     assert "<!-- results:begin -->" in (tmp_path / "README.md").read_text()
     assert "cold10" not in (tmp_path / "README.md").read_text()
+
+
+def _update_module():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "update.py"
+    spec = importlib.util.spec_from_file_location("bench_update", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_update_benchmark_tests_on_the_first_interaction_after_t2_with_all_before_as_input():
+    import pandas as pd
+
+    import keras_seqrec as ks
+    from keras_seqrec.datasets import from_dataframe
+
+    bench = _update_module()
+    log = from_dataframe(pd.DataFrame({
+        "user": [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2, 3],
+        "item": [7, 8, 9, 7, 9, 8, 9, 7, 8, 9, 5, 7],
+        "timestamp": [1, 2, 3, 4, 1, 2, 3, 4, 9, 10, 9, 9]}))
+    old, new, after = bench._split_log(log, 3, 5)
+    assert len(old.frame) == 4 and len(new.frame) == 4 and len(after) == 4
+    data = ks.prepare(log.__class__(pd.concat([old.frame, new.frame]), name="x"), max_len=5)
+    split, unknown = bench._future_split(data, after, None)
+    # User 1's first interaction after t2 is item 8 (not 9), input: all four before it;
+    # user 2's is item 5, unseen before t2, so no model can rank it; user 3 is new.
+    assert split.users.tolist() == [1] and unknown == 1
+    assert data.vocabulary.to_ids(split.targets).tolist() == [8]
+    assert data.vocabulary.to_ids(split.history[0]).tolist() == [7, 8, 9, 7]
+
+
+def test_the_no_update_arm_never_sees_or_recommends_items_it_was_not_trained_on():
+    import keras
+    import numpy as np
+
+    import keras_seqrec as ks
+    from keras_seqrec.models import last_position_model
+
+    bench = _update_module()
+    keras.utils.set_random_seed(0)
+    model = ks.build_model("gru", 5, 4, embedding_dim=4, hidden_dim=4)
+    old = bench.OldCatalogue(model, num_items=5, size=8)
+    scores = old.score(np.array([[1, 6, 2, 7], [0, 0, 3, 4]]))
+    assert scores.shape == (2, 8) and np.isneginf(scores[:, 6:]).all()
+    expected = last_position_model(model).predict_on_batch(np.array([[0, 0, 1, 2],
+                                                                      [0, 0, 3, 4]]))
+    np.testing.assert_allclose(scores[:, :6], expected, atol=1e-6)

@@ -63,3 +63,53 @@ def synthetic_item_features(num_items: int, num_categories: int = 4, seed: int =
                                        text=["words"])
     vectors = rng.normal(size=(num_items - 1, 3)).astype("float32")
     return features.with_dense("vector", (ids[:-1], vectors))
+
+
+def drifting_log(num_users: int = 3000, num_items: int = 2000, events: int = 40,
+                 follow: float = 0.6, lifetime: float = 0.15, seed: int = 0) -> Interactions:
+    """A log over time [0, 1) whose catalogue grows and whose popularity drifts, for
+    update-versus-retrain benchmarks.
+
+    Item `i` (raw id `i`) arrives at time `i / num_items`; while available, its popularity
+    decays with age as `exp(-age / lifetime)`, so fresh items are the popular ones. Each item
+    has three successors among the items that arrived shortly before or after it. Every user
+    has `events` interactions at uniform random times; each one, with probability `follow`,
+    is a successor of the user's previous item that has already arrived, else an item drawn by
+    the popularity of that moment. A model trained before time t misses both the items that
+    arrive after t and the popularity of later times.
+
+    Example:
+
+    >>> log = drifting_log(num_users=20, num_items=50, events=5)
+    >>> len(log), int(log.frame["item"].max()) < 50
+    (100, True)
+    """
+    rng = np.random.default_rng(seed)
+    arrival = np.arange(num_items) / num_items
+    offsets = rng.integers(-30, 31, size=(num_items, 3))
+    successors = np.clip(np.arange(num_items)[:, None] + offsets, 0, num_items - 1)
+    times = np.sort(rng.random((num_users, events)), axis=1)
+    items = np.zeros((num_users, events), dtype=np.int64)
+    grid = np.linspace(0, 1, 201)  # popularity tables on a time grid, for speed
+    tables = []
+    for t in grid:
+        age = t - arrival
+        weight = np.where(age >= 0, np.exp(-np.maximum(age, 0) / lifetime), 0.0)
+        weight[0] += 1e-12  # item 0 is available from the start
+        tables.append(np.cumsum(weight) / weight.sum())
+    for step in range(events):
+        t = times[:, step]
+        slot = np.minimum(np.searchsorted(grid, t), len(grid) - 1)
+        drawn = np.array([np.searchsorted(tables[s], u) for s, u in
+                          zip(slot, rng.random(num_users))])
+        if step:
+            pick = successors[items[:, step - 1], rng.integers(0, 3, size=num_users)]
+            usable = (rng.random(num_users) < follow) & (arrival[pick] <= t)
+            drawn = np.where(usable, pick, drawn)
+        items[:, step] = np.minimum(drawn, num_items - 1)
+    frame = pd.DataFrame({
+        "user": np.repeat(np.arange(num_users), events),
+        "item": items.ravel(),
+        "timestamp": (times.ravel() * 1e6).astype(np.int64),
+    })
+    return from_dataframe(frame, name="drifting")
