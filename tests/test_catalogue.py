@@ -16,18 +16,24 @@ from keras_seqrec.data.features import ItemFeatures
 from keras_seqrec.export import export_saved_model
 
 
-@pytest.fixture(scope="module")
-def trained():
-    # 20 items in 4 categories (raw id mod 4); each next item is one of the next category.
-    rng = np.random.default_rng(0)
+def category_log(seed=0, start=0, extra=()):
+    """20 items in 4 categories (raw id mod 4), each next item one of the next category;
+    `extra` items join their category's choices (raw id mod 4 too)."""
+    rng = np.random.default_rng(seed)
     users, length = 300, 10
     category = rng.integers(0, 4, size=users)
+    pool = np.r_[np.arange(20), np.asarray(extra, dtype=int)]
     rows = []
     for t in range(length):
-        rows += [(u, int(rng.choice(np.arange(c, 20, 4))), t) for u, c in enumerate(category)]
+        rows += [(u, int(rng.choice(pool[pool % 4 == c])), start + t)
+                 for u, c in enumerate(category)]
         category = (category + 1) % 4
-    log = ks.datasets.from_dataframe(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
-    data = ks.prepare(log, max_len=8)
+    return ks.datasets.from_dataframe(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = ks.prepare(category_log(), max_len=8)
     frame = pd.DataFrame({"item": range(20), "category": [f"c{i % 4}" for i in range(20)]})
     features = ItemFeatures.from_frame(data.vocabulary, frame, categorical=["category"])
     keras.utils.set_random_seed(0)
@@ -103,3 +109,28 @@ def test_only_feature_aware_tied_models_can_take_new_items(trained):
         add_items(model, features)
     with pytest.raises(ValueError, match="already in the catalogue"):
         features.with_new_items(pd.DataFrame({"item": [3], "category": ["c3"]}))
+
+
+def test_an_update_starts_new_items_from_their_features_and_trains_them(trained):
+    from keras_seqrec.update import update_dataset, update_model
+
+    data, features, model = trained
+    grown_features = features.with_new_items(pd.DataFrame({"item": [99], "category": ["c3"]}))
+    # New interactions: the same users go on, and item 99 joins category 3's choices.
+    data2 = update_dataset(category_log(), category_log(seed=1, start=100, extra=[99]),
+                           grown_features.vocabulary, max_len=8)
+    assert data2.vocabulary == grown_features.vocabulary
+    updated, _ = update_model(model, data2, features=grown_features, epochs=2,
+                              learning_rate=1e-2, verbose=0)
+    new = grown_features.vocabulary.lookup([99])[0]
+    layer = updated.get_layer("item_embedding")
+    tokens = keras.ops.convert_to_numpy(layer._tokens["category"])
+    np.testing.assert_array_equal(tokens[new], tokens[grown_features.vocabulary.lookup([3])[0]])
+    x = data2.test.inputs(data2.max_len)
+    last = data2.vocabulary.to_ids(x[:, -1])
+    after_c2 = x[(last % 4 == 2) & (x[:, -1] != new)]
+    scores = keras.ops.convert_to_numpy(
+        ks.models.common.last_position_model(updated)(after_c2))
+    top = np.argsort(-scores, axis=1)[:, :6]  # category 3's five old items and 99
+    assert (top == new).any(axis=1).mean() >= 0.9
+    assert model.output_shape[-1] == data.vocabulary.size  # the trained model is untouched
