@@ -18,6 +18,7 @@ if int(_keras.__version__.split(".")[0]) < 3:  # pragma: no cover
 
 from keras_seqrec import (  # noqa: E402
     baselines,
+    catalogue,
     datasets,
     evaluation,
     export,
@@ -26,6 +27,7 @@ from keras_seqrec import (  # noqa: E402
     losses,
     models,
     training,
+    update,
 )
 from keras_seqrec.data import (  # noqa: E402
     EvalSplit,
@@ -51,6 +53,7 @@ __all__ = [
     "available_models",
     "baselines",
     "build_model",
+    "catalogue",
     "datasets",
     "evaluate_recommender",
     "evaluation",
@@ -63,4 +66,5 @@ __all__ = [
     "models",
     "prepare",
     "training",
+    "update",
 ]

@@ -9,6 +9,7 @@ from keras_seqrec.models import (  # noqa: F401 (importing registers the models)
 )
 from keras_seqrec.models.common import last_position_model, model_max_len
 from keras_seqrec.models.gru_attention import attention_weights_model
+from keras_seqrec.models.session import RecurrentSession
 from keras_seqrec.models.registry import (
     available_models,
     build_model,
@@ -17,6 +18,7 @@ from keras_seqrec.models.registry import (
 )
 
 __all__ = [
+    "RecurrentSession",
     "attention_weights_model",
     "available_models",
     "build_model",
