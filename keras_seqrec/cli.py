@@ -202,6 +202,13 @@ def _check_train_args(args) -> None:
     if args.time_limit is not None and not args.time_limit > 0:
         raise CliError(f"--time-limit must be a positive number of minutes; got "
                        f"{args.time_limit:g}.")
+    if args.distribution is not None:
+        from keras_seqrec import distribution
+
+        try:
+            distribution.get(args.distribution)
+        except ValueError as error:
+            raise CliError(f"--distribution: {error}") from None
     try:
         check_training_arguments(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -428,7 +435,7 @@ def cmd_train(args) -> int:
     try:
         model, history = build_and_fit(
             args.model, data, hyper, item2vec=args.item2vec, item_features=features,
-            seed=args.seed,
+            seed=args.seed, distribution=args.distribution,
             epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, loss=loss,
             learning_rate_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
@@ -478,6 +485,7 @@ def cmd_train(args) -> int:
             **({"plateau_patience": args.plateau_patience} if args.lr_schedule == "plateau"
                else {}),
             "validation_metric": args.validation_metric, "seed": args.seed,
+            "distribution": args.distribution,
             "loss": loss.get_config(),
             "seconds": round(train_seconds, 1),
             "seconds_per_epoch": round(history.seconds_per_epoch, 2),
@@ -896,6 +904,10 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     g.add_argument("--exclude-seen", action="store_true",
                    help="remove items already in the history from the rankings")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--distribution", default=None, metavar="data|model[:N]",
+                   help="train on every device JAX sees (KERAS_BACKEND=jax): 'data' "
+                        "replicates the model, 'model:N' also splits the item tables over N "
+                        "devices (keras_seqrec.distribution)")
     g.add_argument("--tensorboard-dir", default=None)
     g.add_argument("--output", default=None,
                    help="run folder (default runs/<model>); it must be empty or missing, hold "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -573,6 +574,7 @@ def build_and_fit(
     item2vec: bool = False,
     item_features=None,
     seed: int = 0,
+    distribution=None,
     **fit_args,
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Seed, build the registered model (item2vec embeddings first where asked), and train it.
@@ -591,6 +593,9 @@ def build_and_fit(
         item_features: an `ItemFeatures` of `data.vocabulary` for the model's items (kept
             apart from `hyperparameters`, which stay plain values a result JSON can record).
         seed: seeds the initial weights, item2vec and training.
+        distribution: build and train on several devices (JAX backend): `"data"`,
+            `"model"`, `"model:N"` or a `keras.distribution.Distribution`; see
+            `keras_seqrec.distribution`.
         **fit_args: `fit_recommender`'s arguments.
 
     Example:
@@ -613,8 +618,12 @@ def build_and_fit(
         hyper["item_embeddings"], _ = train_item2vec(data, seed=seed, **width)
     if item_features is not None:
         hyper["item_features"] = item_features
-    model = build_model(model_name, data.num_items, data.max_len, **hyper)
-    history = fit_recommender(model, data, seed=seed, **fit_args)
+    from keras_seqrec import distribution as distribution_lib
+
+    distribution = distribution_lib.get(distribution)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model = build_model(model_name, data.num_items, data.max_len, **hyper)
+        history = fit_recommender(model, data, seed=seed, **fit_args)
     return model, history
 
 

@@ -1,0 +1,107 @@
+"""Training on several devices through Keras' own distribution API (JAX backend).
+
+`keras.distribution` does the work; this module only says how the zoo's weights are laid out:
+
+- `data_parallel()`: every device holds all the weights and a slice of each batch.
+- `model_parallel(model_devices)`: a `(batch, model)` device mesh; the item tables (the
+  item embedding, which is also the tied output, its feature token tables, and an untied
+  output layer) are split over the `model` axis along their vector width, so each device holds
+  `1 / model_devices` of every item's vector and the largest weights no longer have to fit on
+  one device; everything else is replicated, and batches are split over the `batch` axis.
+  The width is split rather than the item rows because a catalogue of `num_items + 1` rows is
+  rarely divisible by the number of devices, which row sharding requires.
+
+Build and train inside the distribution's scope (`build_and_fit(..., distribution=...)` and
+`keras-seqrec train --distribution` do):
+
+    with ks.distribution.model_parallel(2).scope():
+        model = ks.build_model("sasrec", data.num_items, data.max_len)
+        ks.fit_recommender(model, data)
+
+On a CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=4` (set before JAX starts) gives
+four virtual devices to try it on; validation, early stopping, checkpoints and `.keras`
+saving work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import keras
+
+# Variable paths (regular expressions, as LayoutMap matches them) of the item-sized tables,
+# and the axis that holds the vector width in each.
+ITEM_TABLES = {
+    "item_embedding/embeddings": (None, "model"),
+    "item_embedding/.*_embeddings": (None, "model"),  # feature token tables
+    "item_scores/dense/kernel": ("model", None),
+}
+
+
+def _devices(devices: Optional[Sequence]) -> list:
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"keras.distribution trains on the JAX backend; this process runs "
+            f"{keras.backend.backend()!r}. Start it with KERAS_BACKEND=jax.")
+    found = list(devices) if devices is not None else keras.distribution.list_devices()
+    if not found:
+        raise ValueError("No devices to distribute over.")
+    return found
+
+
+def data_parallel(devices: Optional[Sequence] = None) -> keras.distribution.DataParallel:
+    """Every device holds all the weights and computes a slice of each batch.
+
+    Example:
+
+    >>> data_parallel()  # doctest: +SKIP (needs the JAX backend)
+    """
+    return keras.distribution.DataParallel(devices=_devices(devices))
+
+
+def model_parallel(model_devices: int = 2, devices: Optional[Sequence] = None
+                   ) -> keras.distribution.ModelParallel:
+    """The item tables split over `model_devices` devices along their width, batches over the
+    rest (`len(devices) / model_devices` of them).
+
+    Raises:
+        ValueError: the device count is not a multiple of `model_devices`.
+    """
+    found = _devices(devices)
+    if model_devices < 1 or len(found) % model_devices:
+        raise ValueError(f"`model_devices` ({model_devices}) must divide the number of "
+                         f"devices ({len(found)}).")
+    mesh = keras.distribution.DeviceMesh((len(found) // model_devices, model_devices),
+                                         ["batch", "model"], devices=found)
+    layout = keras.distribution.LayoutMap(mesh)
+    for path, axes in ITEM_TABLES.items():
+        layout[path] = axes
+    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+
+
+def get(spec: Union[None, str, "keras.distribution.DataParallel",
+                    "keras.distribution.ModelParallel"]):
+    """A distribution from `None`, `"data"`, `"model"`, `"model:N"` (N model devices) or a
+    Keras distribution object."""
+    if spec is None or (not isinstance(spec, str) and hasattr(spec, "scope")):
+        return spec
+    name, _, count = str(spec).partition(":")
+    if name == "data" and not count:
+        return data_parallel()
+    if name == "model":
+        try:
+            return model_parallel(int(count) if count else 2)
+        except ValueError as error:
+            if "must divide" in str(error) or "JAX" in str(error):
+                raise
+            raise ValueError(f"Cannot read {spec!r}: 'model:N' takes a number.") from None
+    raise ValueError(f"A distribution is 'data', 'model' or 'model:N'; got {spec!r}.")
+
+
+def shard_shapes(variable) -> list[tuple]:
+    """The shape of each device's piece of a variable (one full shape when not split)."""
+    value = variable.value
+    shards = getattr(value, "addressable_shards", None)
+    if not shards:
+        return [tuple(value.shape)]
+    return [tuple(s.data.shape) for s in shards]
