@@ -52,9 +52,11 @@ def _devices(devices: Optional[Sequence]) -> list:
 def data_parallel(devices: Optional[Sequence] = None) -> keras.distribution.DataParallel:
     """Every device holds all the weights and computes a slice of each batch.
 
-    Example:
+    Example (on the JAX backend):
 
-    >>> data_parallel()  # doctest: +SKIP (needs the JAX backend)
+    >>> import keras_seqrec as ks
+    >>> with data_parallel().scope():  # doctest: +SKIP
+    ...     model = ks.build_model("gru", num_items=100, max_len=20)
     """
     return keras.distribution.DataParallel(devices=_devices(devices))
 
@@ -82,7 +84,13 @@ def model_parallel(model_devices: int = 2, devices: Optional[Sequence] = None
 def get(spec: Union[None, str, "keras.distribution.DataParallel",
                     "keras.distribution.ModelParallel"]):
     """A distribution from `None`, `"data"`, `"model"`, `"model:N"` (N model devices) or a
-    Keras distribution object."""
+    Keras distribution object.
+
+    Example:
+
+    >>> get(None) is None  # one device, as without a distribution
+    True
+    """
     if spec is None or (not isinstance(spec, str) and hasattr(spec, "scope")):
         return spec
     name, _, count = str(spec).partition(":")

@@ -58,7 +58,8 @@ def _attention_explainer(model, scorer):
 
 def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: bool,
                     item_counts: Optional[np.ndarray], jit_compile: bool = False):
-    """The export archive and the names of its signatures (see `export_saved_model`)."""
+    """The export archive and a description of each signature, for the model card (see
+    `export_saved_model`)."""
     tf = import_tensorflow()
 
     from keras_seqrec.models.common import last_position_model, model_max_len
