@@ -149,3 +149,13 @@ def test_the_no_update_arm_never_sees_or_recommends_items_it_was_not_trained_on(
     expected = last_position_model(model).predict_on_batch(np.array([[0, 0, 1, 2],
                                                                       [0, 0, 3, 4]]))
     np.testing.assert_allclose(scores[:, :6], expected, atol=1e-6)
+
+
+def test_update_table_is_current_with_its_json_files(tmp_path, monkeypatch):
+    import pathlib
+
+    bench = _update_module()
+    committed = pathlib.Path(bench.HERE) / "UPDATE.md"
+    monkeypatch.setattr(bench, "HERE", str(tmp_path))
+    assert bench.render() == committed.read_text(), (
+        "benchmarks/UPDATE.md is stale: run python benchmarks/update.py --render-only")
