@@ -154,9 +154,9 @@ def run(dataset: str, args) -> dict:
         keras.utils.set_random_seed(0)
         start = time.perf_counter()
         model, history = build_and_fit(args.model, data, {}, seed=0, verbose=0, **training)
-        print(f"{dataset} {label}: {len(history.history['loss'])} epochs, "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
-        return model, time.perf_counter() - start, len(history.history["loss"])
+        seconds, epochs = time.perf_counter() - start, len(history.history["loss"])
+        print(f"{dataset} {label}: {epochs} epochs, {seconds:.1f} s", flush=True)
+        return model, seconds, epochs
 
     base_data = ks.prepare(old_log, **settings)
     base, base_seconds, base_epochs = fit(base_data, "base (before t1)")

@@ -93,8 +93,7 @@ def grow_items(model: keras.Model, num_items: int, features: ItemFeatures = None
     grown = keras.Model.from_config(config)
     for source, target in zip(model.layers, grown.layers):
         if source.name in {"item_embedding", "item_scores"}:
-            _grow_weights(source, grown.get_layer(source.name), old, feature_aware,
-                          getattr(layer, "id_dropout", 0.0))
+            _grow_weights(source, target, old, feature_aware, getattr(layer, "id_dropout", 0.0))
         else:
             target.set_weights(source.get_weights())
     if feature_aware:

@@ -552,7 +552,8 @@ def cmd_update(args) -> int:
     new_log = _load_interactions(args)
     base = copy.copy(args)
     old_log = _run_log(run, base)
-    vocabulary = Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json"))
+    trained_vocabulary = Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json"))
+    vocabulary = trained_vocabulary
     saved = os.path.join(args.run_dir, "item_features.npz")
     features = ItemFeatures.load(saved) if os.path.exists(saved) else None
     settings = run["dataset"]["settings"]
@@ -572,8 +573,7 @@ def cmd_update(args) -> int:
         data = update_dataset(old_log, new_log, vocabulary, **settings)
     except ValueError as error:
         raise CliError(str(error)) from None
-    added = new_items(Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json")),
-                      data.vocabulary)
+    added = new_items(trained_vocabulary, data.vocabulary)
     print(data)
     print(f"Update: {len(new_log.frame):,} new interactions, {len(added):,} new items.")
     model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
@@ -582,6 +582,7 @@ def cmd_update(args) -> int:
     learning_rate = args.learning_rate
     if learning_rate is None:  # twice the run's: the new items start far behind
         learning_rate = 2 * (training.get("learning_rate") or ks.training.DEFAULT_LEARNING_RATE)
+    exclude_seen = run["protocol"].get("exclude_seen", False)
     windows = data if args.context is None else recent_windows(
         data, new_log, context=args.context, min_rating=settings.get("min_rating"))
     start = time.perf_counter()
@@ -593,11 +594,10 @@ def cmd_update(args) -> int:
         adam_beta_2=training.get("adam_beta_2", 0.999),
         validation_metric=training.get("validation_metric", "ndcg@10"),
         early_stopping_patience=args.patience, seed=training.get("seed", 0),
-        exclude_seen=run["protocol"].get("exclude_seen", False), verbose=args.verbose,
+        exclude_seen=exclude_seen, verbose=args.verbose,
     )
     seconds = time.perf_counter() - start
     _save_artifacts(args.output, model, data, features)
-    exclude_seen = run["protocol"].get("exclude_seen", False)
     models = _baselines(data, None)
     models[run["model"]] = model
     rows, results = _evaluate_all(models, data, exclude_seen)

@@ -40,15 +40,11 @@ def _attention_explainer(model, scorer):
     """`(batch, length)` -> `scorer`'s logits and the last position's attention weights
     `(batch, length)` of a `gru_attention` model, in one pass over the GRU; None for any
     other model."""
-    from keras_seqrec.layers import CausalBahdanauAttention
     from keras_seqrec.models.common import single_input
-    from keras_seqrec.models.gru_attention import ATTENTION, STATES
+    from keras_seqrec.models.gru_attention import STATES, attention_layer
 
-    names = {layer.name for layer in model.layers}
-    if not {ATTENTION, STATES} <= names:
-        return None
-    attention = model.get_layer(ATTENTION)
-    if not isinstance(attention, CausalBahdanauAttention):
+    attention = attention_layer(model)
+    if attention is None:
         return None
     _, weights = attention(model.get_layer(STATES).output,
                            padding_mask=model.get_layer("padding_mask").output, last_only=True)

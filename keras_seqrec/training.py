@@ -28,9 +28,8 @@ from keras_seqrec.models.common import SEQUENCE_OUTPUT, model_max_len, output_la
 from keras_seqrec.sampling import PopularitySampler
 
 _METRIC_NAMES = ("hr", "ndcg", "mrr", "coverage")
-
-
 DEFAULT_LEARNING_RATE = 1e-3  # Adam's, when neither a rate nor an optimizer is given
+
 
 def _parse_metric(metric: str) -> tuple[str, int]:
     name, _, k = metric.partition("@")
@@ -594,7 +593,7 @@ def build_and_fit(
             apart from `hyperparameters`, which stay plain values a result JSON can record).
         seed: seeds the initial weights, item2vec and training.
         distribution: build and train on several devices (JAX backend): `"data"`,
-            `"model"`, `"model:N"` or a `keras.distribution.Distribution`; see
+            `"model"`, `"model:N"` or a `keras.distribution` object; see
             `keras_seqrec.distribution`.
         **fit_args: `fit_recommender`'s arguments.
 

@@ -201,6 +201,16 @@ def _last_position_hidden(model: keras.Model):
     return x
 
 
+def attention_layer(model: keras.Model):
+    """The `CausalBahdanauAttention` of a gru_attention model that names its GRU states
+    (`gru_states`, every model built since that layer was named); None for any other model."""
+    names = {layer.name for layer in model.layers}
+    if not {ATTENTION, STATES} <= names:
+        return None
+    layer = model.get_layer(ATTENTION)
+    return layer if isinstance(layer, CausalBahdanauAttention) else None
+
+
 def attention_weights_model(model: keras.Model) -> keras.Model:
     """`(batch, length)` -> attention weights `(batch, length, length)` of a `gru_attention`.
 

@@ -29,7 +29,7 @@ import keras
 from keras import ops
 
 from keras_seqrec.models import common
-from keras_seqrec.models.gru_attention import ATTENTION, STATES, _decode
+from keras_seqrec.models.gru_attention import _decode, attention_layer
 
 _CELLS = ("gru", "lstm", "rnn")
 
@@ -83,7 +83,7 @@ class RecurrentSession:
         while f"{cell}_{i}" in layers:
             self.recurrent.append((layers[f"{cell}_{i}"].cell, f"{cell}_{i}_residual" in layers))
             i += 1
-        self.attention = layers.get(ATTENTION) if STATES in layers else None
+        self.attention = attention_layer(model)
         if self.attention is not None and self.attention.query != "learned":
             raise ValueError(
                 "gru_attention with query='position' has no constant-size session state: each "
