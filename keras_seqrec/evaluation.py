@@ -8,7 +8,9 @@ import warnings
 import weakref
 from typing import Iterable, Optional, Protocol, Sequence, Union
 
+import keras
 import numpy as np
+from keras import ops
 
 from keras_seqrec.data import EvalSplit, SequenceDataset, Sequences
 
@@ -45,12 +47,17 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return _ranks_among_finite(finite_scores(scores), targets)
 
 
+def _check_targets(targets: np.ndarray, columns: int) -> np.ndarray:
+    targets = np.asarray(targets, dtype=np.int64)
+    if (targets < 1).any() or (targets >= columns).any():
+        raise ValueError("Targets must be item indices in 1..num_items (0 is padding).")
+    return targets
+
+
 def _ranks_among_finite(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     # `target_ranks` for scores already passed through `finite_scores` (evaluation does that
     # once per batch, before masking seen items with -inf, which the check would flag again).
-    targets = np.asarray(targets, dtype=np.int64)
-    if (targets < 1).any() or (targets >= scores.shape[1]).any():
-        raise ValueError("Targets must be item indices in 1..num_items (0 is padding).")
+    targets = _check_targets(targets, scores.shape[1])
     target_scores = scores[np.arange(len(targets)), targets][:, None]
     candidates = scores[:, 1:]
     return (candidates >= target_scores).sum(axis=1) - 1
@@ -173,14 +180,28 @@ class KerasScorer:
 
     Batches are padded to a fixed number of rows and their all-padding columns trimmed to a
     bucketed width, so the backend traces few shapes and computes little padding.
+    `evaluate_recommender` ranks through `rank`, on the device: only each example's rank and
+    top-K item indices reach the host, never the `(batch, num_items + 1)` scores (at a
+    million items, 1 GB a batch). `rank_on_device=False` ranks the same scores with NumPy on
+    the host instead (the results are equal; it exists to measure the difference).
     """
 
-    def __init__(self, model, batch_size: int = 256):
+    def __init__(self, model, batch_size: int = 256, rank_on_device: bool = True):
         from keras_seqrec.models.common import last_position_model, model_max_len
 
         self.model = last_position_model(model)
         self.max_len = model_max_len(model)
         self.batch_size = batch_size
+        self.rank_on_device = bool(rank_on_device)
+        self.columns = int(self.model.output_shape[-1])
+        self._rankers = {}
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """`batch` padded with all-zero rows to `batch_size` rows (one traced batch shape)."""
+        short = self.batch_size - len(batch)
+        if not short:
+            return batch
+        return np.concatenate([batch, np.zeros((short,) + batch.shape[1:], batch.dtype)])
 
     def score(self, inputs):
         from keras_seqrec.data.pipeline import trim_padding
@@ -189,20 +210,115 @@ class KerasScorer:
         out = []
         for start in range(0, n, self.batch_size):
             chunk = trim_padding(inputs[start : start + self.batch_size], self.max_len)
-            short = self.batch_size - len(chunk)
-            if short:
-                chunk = np.concatenate([chunk, np.zeros((short, chunk.shape[1]), chunk.dtype)])
-            scores = np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32)
-            out.append(scores[: len(scores) - short])
+            scores = np.asarray(self.model.predict_on_batch(self._rows(chunk)),
+                                dtype=np.float32)
+            out.append(scores[: len(chunk)])
         return np.concatenate(out)
+
+    def _ranker(self, k: int, exclude_seen: bool):
+        if (k, exclude_seen) not in self._rankers:
+            ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
+            targets = keras.Input(shape=(), dtype="int32", name="targets")
+            inputs = [ids, targets]
+            if exclude_seen:
+                inputs.append(keras.Input(shape=(None,), dtype="int32", name="seen"))
+            outputs = _DeviceRanking(k, name="ranking")(self.model(ids), *inputs[1:])
+            self._rankers[k, exclude_seen] = keras.Model(inputs, outputs)
+        return self._rankers[k, exclude_seen]
+
+    def rank(self, inputs: np.ndarray, targets: np.ndarray, history: Optional[Sequences],
+             k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(ranks, top)`: each target's 0-based rank as `target_ranks` gives it (after
+        `mask_seen` with `history`, when one is given) and the indices of the `k` best items,
+        best first (none for `k=0`), both computed by the backend.
+
+        Example:
+
+        >>> import keras_seqrec as ks
+        >>> scorer = KerasScorer(ks.build_model("gru", num_items=6, max_len=3))
+        >>> ranks, top = scorer.rank(np.array([[0, 1, 2]]), np.array([3]), None, k=4)
+        >>> ranks.shape, top.shape, bool(0 <= ranks[0] < 6), 0 in top
+        ((1,), (1, 4), True, False)
+        """
+        from keras_seqrec.data.pipeline import trim_padding
+
+        targets = _check_targets(targets, self.columns).astype(np.int32)
+        ranker = self._ranker(min(k, self.columns - 1), history is not None)
+        ranks, tops = [], []
+        for start in range(0, len(inputs), self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, len(inputs)))
+            feed = [self._rows(trim_padding(inputs[rows], self.max_len)),
+                    self._rows(targets[rows])]
+            if history is not None:
+                seen = history.take(rows)
+                longest = max(int(seen.lengths.max()), 1)
+                # A power-of-two width: few traced shapes; padding (0) masks nothing real.
+                feed.append(self._rows(seen.pad(1 << (longest - 1).bit_length())))
+            rank, top = ranker.predict_on_batch(feed)
+            ranks.append(np.asarray(rank[:len(rows)], dtype=np.int64))
+            tops.append(np.asarray(top[:len(rows)], dtype=np.int64))
+        return np.concatenate(ranks), np.concatenate(tops)
+
+
+class _DeviceRanking(keras.layers.Layer):
+    """Scores -> `(0-based target ranks, top-k item indices)` by the host path's rules:
+    non-finite scores count as -inf, seen items are set to -inf, padding is never a candidate
+    and a tie counts against the target (`target_ranks`, `mask_seen`, `top_k_items`).
+    Always float32: under a `mixed_bfloat16` policy, bf16 scores would create ties."""
+
+    def __init__(self, k: int, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.k = int(k)
+
+    def call(self, scores, targets, seen=None):
+        scores = ops.cast(scores, "float32")
+        # One reduction instead of two passes that write the whole matrix, unless a score
+        # is not finite (a diverged model) or the sum overflows.
+        scores = ops.cond(ops.isfinite(ops.sum(scores)), lambda: scores,
+                          lambda: ops.where(ops.isfinite(scores), scores,
+                                            ops.full_like(scores, -np.inf)))
+        targets = ops.expand_dims(ops.cast(targets, "int32"), 1)
+        if self.k:
+            return self._ranks_and_top(scores, targets, seen)
+        # Ranks alone (the validation after each epoch) never copy the matrix: count over
+        # every column, then take out the padding column and each distinct seen item that
+        # the mask would have sent below the target; a seen (or -inf) target ranks last.
+        target = ops.take_along_axis(scores, targets, axis=1)
+        above = ops.sum(ops.cast(ops.greater_equal(scores, target), "int32"), axis=1)
+        above = above - ops.cast(ops.greater_equal(scores[:, 0], target[:, 0]), "int32")
+        last = ops.isinf(target[:, 0])
+        if seen is not None:
+            seen = ops.sort(ops.cast(seen, "int32"), axis=1)
+            first = ops.concatenate([ops.ones_like(seen[:, :1], "bool"),
+                                     ops.not_equal(seen[:, 1:], seen[:, :-1])], axis=1)
+            counted = ops.logical_and(first, ops.greater(seen, 0))
+            higher = ops.greater_equal(ops.take_along_axis(scores, seen, axis=1), target)
+            above = above - ops.sum(ops.cast(ops.logical_and(counted, higher), "int32"), axis=1)
+            last = ops.logical_or(last, ops.any(ops.equal(seen, targets), axis=1))
+        num_items = ops.shape(scores)[1] - 1
+        return (ops.where(last, num_items - 1, above - 1),
+                ops.zeros((ops.shape(scores)[0], 0), "int32"))
+
+    def _ranks_and_top(self, scores, targets, seen):
+        if seen is not None:
+            seen = ops.cast(seen, "int32")
+            rows = ops.broadcast_to(ops.expand_dims(ops.arange(ops.shape(seen)[0]), 1),
+                                    ops.shape(seen))
+            where = ops.stack([ops.reshape(rows, (-1,)), ops.reshape(seen, (-1,))], axis=1)
+            scores = ops.scatter_update(scores, where,
+                                        ops.full((ops.shape(where)[0],), -np.inf))
+        target = ops.take_along_axis(scores, targets, axis=1)
+        candidates = scores[:, 1:]
+        ranks = ops.sum(ops.cast(ops.greater_equal(candidates, target), "int32"), axis=1) - 1
+        _, top = ops.top_k(candidates, self.k)
+        return ranks, top + 1
 
 
 def as_scorer(model) -> Scorer:
     """Wrap a zoo Keras model (scored at its last position) or pass a `Scorer` through."""
     if hasattr(model, "score"):
         return model
-    import keras
-
     if isinstance(model, keras.Model):
         if model not in _SCORERS:
             _SCORERS[model] = KerasScorer(model)
@@ -226,6 +342,7 @@ def evaluate_recommender(
     standard_errors: bool = False,
     return_ranks: bool = False,
     targets: str = "all",
+    coverage: bool = True,
 ) -> Union[dict[str, float], tuple[dict[str, float], np.ndarray]]:
     """HR@K, NDCG@K, MRR@K and coverage@K of next-item predictions, ranked over every item.
 
@@ -254,6 +371,9 @@ def evaluate_recommender(
         targets: `"all"`, or only the examples whose target is a `"warm"` item or a
             `"cold"` one (new, see `prepare(..., cold_items=...)`); the ranking is over the
             whole catalogue either way.
+        coverage: also report coverage@K, which needs every example's top-K list (on Amazon
+            Beauty a fifth of the pass); the validation after each training epoch leaves it
+            out, since no epoch is chosen on it.
 
     Returns:
         `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n,
@@ -299,9 +419,22 @@ def evaluate_recommender(
     by_length = isinstance(scorer, KerasScorer) and num_negatives is None
     order = (np.argsort((inputs != 0).sum(axis=1), kind="stable") if by_length
              else np.arange(n))
+    on_device = by_length and scorer.rank_on_device
+    if on_device and scorer.columns != data.vocabulary.size:
+        raise ValueError(
+            f"The model returns {scorer.columns} scores per example; expected "
+            f"{data.vocabulary.size} (num_items + 1 columns)."
+        )
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
         targets = eval_split.targets[rows]
+        if on_device:  # ranks and top-K computed by the backend; no scores reach the host
+            history = eval_split.history.take(rows) if exclude_seen else None
+            ranks[rows], top = scorer.rank(inputs[rows], targets, history,
+                                           cutoffs[-1] if coverage else 0)
+            for k in cutoffs if coverage else ():
+                covered[k][top[:, :k].ravel()] = True
+            continue
         scores = finite_scores(scorer.score(inputs[rows]))
         if scores.shape != (len(rows), data.vocabulary.size):
             raise ValueError(
@@ -315,13 +448,14 @@ def evaluate_recommender(
             ranks[rows] = _ranks_among_finite(scores, targets)
         else:
             ranks[rows] = _sampled_ranks(scores, targets, history, num_negatives, rng)
-        top = top_k_items(scores, cutoffs[-1])
-        for k in cutoffs:
-            covered[k][top[:, :k].ravel()] = True
+        if coverage:
+            top = top_k_items(scores, cutoffs[-1])
+            for k in cutoffs:
+                covered[k][top[:, :k].ravel()] = True
     out = ranking_metrics(ranks, cutoffs)
     if standard_errors:
         out.update(ranking_standard_errors(ranks, cutoffs))
-    for k in cutoffs:
+    for k in cutoffs if coverage else ():
         out[f"coverage@{k}"] = float(covered[k][1:].sum() / data.num_items)
     out["examples"] = n
     out["repeat_targets"] = float(repeat_targets(eval_split).mean())

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import Vocabulary
+from keras_seqrec.data.pipeline import bucket_length
 from keras_seqrec._startup import import_tensorflow
 
 PathLike = Union[str, os.PathLike]
@@ -109,9 +110,20 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
                 scores, pairs, tf.fill([tf.shape(pairs)[0]], float("-inf")))
         return scores
 
+    # Column widths the model runs on: the batch's longest history rounded up to one of few
+    # widths (`bucket_length`), so a 10-item history costs a recurrent model 10 steps, not
+    # `max_len`, and an XLA export compiles few shapes. Every zoo model scores a trimmed
+    # window as the full one (the battery's `trimmed_padding_and_long_inputs`).
+    widths = tf.constant([bucket_length(n, max_len) for n in range(max_len + 1)], tf.int64)
+
+    def trimmed(x):
+        """`x` without the leading columns that are padding in every row."""
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(x > 0, tf.int64), axis=1))
+        return x[:, max_len - tf.gather(widths, longest):]
+
     def scores_for(history):
         idx = lookup(history)
-        scores = tf.cast(score(tf.cast(window(idx), tf.int32)), tf.float32)
+        scores = tf.cast(score(tf.cast(trimmed(window(idx)), tf.int32)), tf.float32)
         return finish(scores, tf.reduce_any(idx > 0, axis=1), idx)
 
     def best_of(scores):

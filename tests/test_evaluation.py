@@ -11,6 +11,7 @@ from keras_seqrec.baselines import MarkovBaseline, PopularityBaseline
 from keras_seqrec.data import EvalSplit, Sequences
 from keras_seqrec.evaluation import (
     evaluate_recommender,
+    finite_scores,
     mask_seen,
     ranking_metrics,
     target_ranks,
@@ -277,3 +278,58 @@ def test_paired_comparison_is_the_mean_difference_over_the_same_users(ml_small_d
     assert vs["p"] < 0.01
     with pytest.raises(ValueError, match="same examples"):
         paired_comparison(a, b[:-1])
+
+
+def test_device_ranking_follows_the_host_rules_on_hand_made_scores():
+    from keras_seqrec.evaluation import _DeviceRanking
+
+    scores = np.array([
+        # pad, items 1..5
+        [9e9, 0.9, 0.5, 0.7, 0.1, 0.7],       # tie with item 5 counts against target 3
+        [np.inf, 0.2, np.nan, 0.3, np.inf, 0.0],  # NaN target ranks last; +inf is -inf
+        [0.0, 0.1, 0.3, 0.3, 0.9, -np.inf],   # target 4 is seen: masked, so last
+        [0.0, 5.0, 4.0, 3.0, 2.0, 1.0],       # seen items 1 and 2 leave the ranking
+    ], dtype=np.float32)
+    targets = np.array([3, 2, 4, 3])
+    seen = Sequences.from_lists([[], [1], [4, 2], [1, 2, 1]])
+    for history in (None, seen):
+        padded = None if history is None else history.pad(4)
+        ranks, top = _DeviceRanking(3)(scores, targets, padded)
+        host = finite_scores(scores)
+        if history is not None:
+            host = mask_seen(host, history)
+        assert np.asarray(ranks).tolist() == target_ranks(host, targets).tolist()
+        # Ranks alone are counted without masking the matrix; they must agree.
+        alone, _ = _DeviceRanking(0)(scores, targets, padded)
+        assert np.asarray(alone).tolist() == target_ranks(host, targets).tolist()
+        assert (np.asarray(top) != 0).all()  # padding is never recommended
+        best = np.take_along_axis(host, np.asarray(top), axis=1)
+        assert (np.diff(best, axis=1) <= 0).all()  # best first
+        # The k-th best score equals the host's (which item wins a tie is not fixed).
+        host_best = np.take_along_axis(host, top_k_items(host, 3), axis=1)
+        np.testing.assert_array_equal(best, host_best)
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_device_ranking_gives_the_host_path_s_ranks_and_metrics(ml_small_data, exclude_seen):
+    import keras
+
+    from keras_seqrec.evaluation import KerasScorer
+
+    data = ml_small_data
+    keras.utils.set_random_seed(0)
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=16, hidden_dim=16)
+    ks.fit_recommender(model, data, epochs=1, verbose=0)
+
+    kwargs = dict(cutoffs=(1, 10), exclude_seen=exclude_seen, standard_errors=True,
+                  return_ranks=True)
+    device, device_ranks = evaluate_recommender(model, data, "validation", **kwargs)
+    host_scorer = KerasScorer(model, rank_on_device=False)  # NumPy ranks the same batches
+    host, host_ranks = evaluate_recommender(host_scorer, data, "validation", **kwargs)
+    np.testing.assert_array_equal(device_ranks, host_ranks)
+    assert device == host
+    # What the validation after each epoch runs: the same ranks, no top-K lists.
+    kwargs["coverage"] = False
+    quick, quick_ranks = evaluate_recommender(model, data, "validation", **kwargs)
+    np.testing.assert_array_equal(quick_ranks, device_ranks)
+    assert quick == {k: v for k, v in device.items() if not k.startswith("coverage")}

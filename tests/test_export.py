@@ -282,3 +282,25 @@ def test_k_outside_one_to_top_k_is_refused(exported):
     for k in (0, -2, 6):
         with pytest.raises(ValueError, match=r"1\.\.5"):
             rec.recommend([["101"]], k=k)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru_attention"])
+def test_short_histories_are_scored_on_their_own_width_as_on_the_full_window(name, tmp_path):
+    # The served graph runs the model only over the batch's longest history (bucketed), not
+    # max_len columns; the scores must be those of the full left-padded window.
+    tf = pytest.importorskip("tensorflow")
+    keras.utils.set_random_seed(1)
+    vocab = ks.Vocabulary(list(range(100, 140)))
+    max_len = 12
+    model = ks.build_model(name, vocab.num_items, max_len, embedding_dim=8)
+    path = export_saved_model(model, vocab, tmp_path, top_k=5, exclude_seen=False)
+    score_all = tf.saved_model.load(path).signatures["score_all"]
+    scorer = last_position_model(model)
+    rng = np.random.default_rng(0)
+    for length in (1, 2, 5, 7, 12):
+        history = [str(x) for x in rng.integers(100, 140, size=length)]
+        served = score_all(history=tf.constant([history]))["scores"].numpy()[0]
+        window = np.zeros((1, max_len), np.int32)
+        window[0, max_len - length:] = vocab.lookup(history)
+        expected = np.asarray(scorer.predict_on_batch(window))[0, 1:]
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
