@@ -1,7 +1,11 @@
 """Where one training epoch goes: ML-1M SASRec (max_len 200, batch 128, full softmax) on CPU.
 
-    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/profile_epoch.py   # TensorFlow's default here
+    python benchmarks/profile_epoch.py                           # TensorFlow's own choice
+    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/profile_epoch.py   # Eigen's CPU kernels
     TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/profile_epoch.py   # oneDNN's CPU kernels
+
+(TensorFlow uses oneDNN by itself on CPUs with AVX512-VNNI, such as the Xeon of the current
+figures, and Eigen on the others, such as the AMD EPYC of the earlier ones.)
 
 Two training paths, each timed over every batch of one epoch (after a warm-up pass that
 traces each batch shape), alternating so that both see the same machine: "logits", the model's
@@ -130,13 +134,16 @@ def main(argv=None):
             times.append(time.perf_counter() - start)
         fit_seconds[name] = times[-1]
         model.set_weights(weights)
-    evaluate_recommender(model, data, "validation", cutoffs=[10])  # trace
+    # What fit_recommender's validation runs after each epoch (seen items excluded as the
+    # ML-1M results train; no coverage lists).
+    kwargs = dict(cutoffs=[10], exclude_seen=True, coverage=False)
+    evaluate_recommender(model, data, "validation", **kwargs)  # trace
     start = time.perf_counter()
-    evaluate_recommender(model, data, "validation", cutoffs=[10])
+    evaluate_recommender(model, data, "validation", **kwargs)
     validation = time.perf_counter() - start
 
     positions = int(sum((y != 0).sum() for _, y in paths["fused"][2]))
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default")
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
     for name in paths:
         c = cumulative[name]
         parts = {
@@ -149,7 +156,7 @@ def main(argv=None):
         }
         label = f"{name}_onednn{onednn}"
         _write(f"profile_ml1m_{args.model}_{label}", {
-            "environment": f"TF_ENABLE_ONEDNN_OPTS={onednn}",
+            "environment": "" if onednn == "default" else f"TF_ENABLE_ONEDNN_OPTS={onednn}",
             "benchmark": "profile",
             "label": label,
             "path": name,

@@ -6,6 +6,7 @@
     python benchmarks/speed.py data [--interactions 20000000]
     python benchmarks/speed.py quality --dataset ml-1m [--schedule cosine]
     python benchmarks/speed.py validation [--datasets ml-1m amazon-beauty]
+    python benchmarks/speed.py head
     python benchmarks/speed.py render
 
 Each writes JSON under benchmarks/results/speed/ and re-renders benchmarks/SPEED.md, which
@@ -82,14 +83,17 @@ def bench_train(args):
     data = ks.prepare(log, max_len=200)
     inputs, targets = data.training_arrays()
     positions = int((targets != 0).sum())
-    device = "cpu"
+    device, accelerator = "cpu", None
     if keras.backend.backend() == "jax":
         import jax
 
         device = jax.devices()[0].platform
+        accelerator = jax.devices()[0].device_kind if device != "cpu" else None
     # Seconds per epoch: 15 on 2 CPU cores, 0.030 on one H100 with JAX.
     target = {"sasrec": 15.0 if device == "cpu" else 0.030}
     timed = {}  # model -> seconds per epoch, this run
+    if args.dtype_policy:
+        keras.mixed_precision.set_global_policy(args.dtype_policy)
     for name in args.models:
         keras.utils.set_random_seed(0)
         params = {k: v for k, v in args.param if k in ks.models.hyperparameters(name)}
@@ -97,7 +101,8 @@ def bench_train(args):
         # What fit_recommender trains by default (the fused full softmax), without validation.
         train_model, batches, loss = training_setup(model, data, SoftmaxCrossEntropy(),
                                                     batch_size=args.batch_size)
-        train_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        train_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss,
+                            jit_compile=args.jit_compile)
         times = []
 
         class Timer(keras.callbacks.Callback):
@@ -137,6 +142,12 @@ def bench_train(args):
         timed[name] = epoch_s
         if params:
             result["hyperparameters"] = params
+        if accelerator:
+            result["accelerator"] = accelerator
+        if args.dtype_policy:
+            result["dtype_policy"] = args.dtype_policy
+        if args.jit_compile:
+            result["jit_compile"] = True
         _write(f"train_ml1m_{name}_{device}" + (f"_{args.tag}" if args.tag else ""), result)
 
 
@@ -391,6 +402,65 @@ _PARTS = {
 }
 
 
+def bench_head(args):
+    """The fused full-softmax loss alone (`softmax_cross_entropy_rows`), forward and backward,
+    on 8,192 rows against ML-1M's 3,417 items (width 64): float32 products in blocks of 512
+    rows (the default) against bfloat16 products and other block sizes, with each variant's
+    largest gradient error relative to the default. TensorFlow backend (GradientTape)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_seqrec.layers.item_embedding import softmax_cross_entropy_rows
+
+    rng = np.random.default_rng(0)
+    n, items, width = 8192, 3417, 64
+    hidden = tf.Variable(rng.normal(0, 0.5, (n, width)).astype("float32"))
+    kernel = tf.Variable(rng.normal(0, 0.5, (items + 1, width)).astype("float32"))
+    bias = tf.Variable(rng.normal(0, 1, items + 1).astype("float32"))
+    targets = rng.integers(1, items + 1, n)
+    targets[rng.random(n) < 0.1] = 0  # some padded targets, as in real batches
+    targets = tf.constant(targets, tf.int32)
+
+    def step_for(**kwargs):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(softmax_cross_entropy_rows(hidden, kernel, bias, targets,
+                                                                **kwargs))
+            return loss, [tf.convert_to_tensor(g)
+                          for g in tape.gradient(loss, [hidden, kernel, bias])]
+        return step
+
+    variants = [("float32, blocks of 512 (default)", {})]
+    variants += [("bfloat16 products, blocks of 512", {"matmul_dtype": "bfloat16"})]
+    variants += [(f"float32, blocks of {c}", {"chunk_size": c}) for c in (128, 256, 1024)]
+    _, reference = step_for()()
+    rows = []
+    for rnd in range(args.rounds):  # alternating rounds: every variant sees the same machine
+        for i, (label, kwargs) in enumerate(variants):
+            step = step_for(**kwargs)
+            _, grads = step()
+            start = time.perf_counter()
+            for _ in range(5):
+                loss, _ = step()
+            float(loss)
+            ms = (time.perf_counter() - start) / 5 * 1000
+            error = max(float(tf.reduce_max(tf.abs(g - r)) / tf.reduce_max(tf.abs(r)))
+                        for g, r in zip(grads, reference))
+            if rnd == 0:
+                rows.append({"variant": label, **kwargs, "ms": [], "gradient_error": error})
+            rows[i]["ms"].append(round(ms, 1))
+    for row in rows:
+        row["best_ms"] = min(row["ms"])
+    _write("head_fused_softmax_cpu", {
+        "benchmark": "head",
+        "rows": n,
+        "num_items": items,
+        "width": width,
+        "variants": rows,
+    })
+
+
 def bench_validation(args):
     """One validation pass against one SASRec training epoch (issue 20: <= 10% of it).
 
@@ -459,29 +529,6 @@ def bench_validation(args):
         })
 
 
-def _serving_note(rows):
-    """How much slower the machine was when the serving rows were measured than in the session
-    of `results/speed/earlier/serve_<model>_cpu_earlier_session.json`, model by model."""
-    notes = []
-    for r in rows:
-        path = os.path.join(OUT, "earlier", f"serve_{r.get('model')}_cpu_earlier_session.json")
-        if r["benchmark"] != "serving" or r.get("jit_compile") or not os.path.exists(path):
-            continue
-        with open(path) as f:
-            before = json.load(f)
-        key = "batch_256_recommendations_per_second"
-        notes.append(f"{r['model']} {before[key]:,} -> {r[key]:,} recs/s, p99 "
-                     f"{before['p99_ms']} -> {r['p99_ms']} ms")
-    if not notes:
-        return []
-    return ["", "Serving rows against the same benchmark in an earlier session "
-            "(`results/speed/earlier/serve_*_earlier_session.json`): " + "; ".join(notes)
-            + ". sasrec's serving code did not change between the two, so its ratio is how "
-            "much slower the machine was; gru_attention's change (attention from the last "
-            "position only) shows as its batch throughput falling far less than sasrec's (its "
-            "single requests, bound by the GRU's steps, did not gain)."]
-
-
 def _quality_note(rows):
     """Per dataset: the time-to-quality runs side by side and the one validation prefers."""
     runs = [r for r in rows if r["benchmark"] == "time_to_quality"]
@@ -508,8 +555,9 @@ def _profile_table(profiles):
     """One column per profile (before / after): seconds of each part of one epoch."""
     if not profiles:
         return []
-    profiles = sorted(profiles, key=lambda r: (r["onednn"] == "1", r["path"] == "fused"))
-    head = " | ".join(f"{r['path']}, oneDNN {'on' if r['onednn'] == '1' else 'off'} (s)"
+    kernels = {"0": "oneDNN off", "1": "oneDNN on", "default": "TensorFlow's kernels"}
+    profiles = sorted(profiles, key=lambda r: (r["onednn"], r["path"] == "fused"))
+    head = " | ".join(f"{r['path']}, {kernels.get(r['onednn'], r['onednn'])} (s)"
                       for r in profiles)
     lines = ["", f"Where one epoch goes: {profiles[0]['model']}, ML-1M, max_len 200, batch "
              f"{profiles[0]['batch_size']}, full softmax, "
@@ -523,7 +571,8 @@ def _profile_table(profiles):
             str(r["seconds"].get(key, "-")) for r in profiles) + " |")
     for key, name in (("sum_of_parts_seconds", "**sum of the parts**"),
                       ("fit_epoch_seconds", "**one `fit` epoch, measured**"),
-                      ("validation_seconds", "validation pass (6,040 users, full ranking)")):
+                      ("validation_seconds", "validation pass (6,040 users, full ranking, "
+                                             "seen excluded)")):
         lines.append(f"| {name} | " + " | ".join(str(r[key]) for r in profiles) + " |")
     lines.append("| validation / epoch | " + " | ".join(
         f"{r['validation_share_of_epoch']:.0%}" for r in profiles) + " |")
@@ -537,11 +586,10 @@ def _profile_table(profiles):
               "autotuning off since; a training run paid it once, a benchmark timing "
               "one-epoch `fit` calls paid it every time.",
               "", "Read the columns of one process side by side: the two paths alternate within "
-              "it. Across processes, and against the `train_ml1m` and `serving` rows above, "
-              "this shared 2-core machine varied by up to 2.6 times: the `train_ml1m` sasrec "
-              "row (38.1 s, logits path, TensorFlow's default kernels) came from an earlier "
-              "session, and the same code took 99.8 s per `fit` epoch on this machine "
-              "(`results/speed/earlier/profile_ml1m_sasrec_before.json`)."]
+              "it. Across processes and sessions this shared 2-core machine's speed varies "
+              "(the same code took 38.1, 70.3 and 99.8 s per ML-1M SASRec epoch on the machines "
+              "of earlier sessions, `results/speed/earlier/`), so compare only figures measured "
+              "together."]
     return lines
 
 
@@ -552,7 +600,10 @@ def render(_args=None):
             rows.append(json.load(f))
     lines = ["# Speed benchmarks", "",
              "Generated by `python benchmarks/speed.py render` from "
-             "`benchmarks/results/speed/*.json`; do not edit by hand.", "",
+             "`benchmarks/results/speed/*.json`; do not edit by hand. Each row names the "
+             "machine it ran on; figures from earlier sessions' machines (an AMD EPYC about "
+             "three times slower per epoch) are kept in `results/speed/earlier/` and not shown.",
+             "",
              "| benchmark | what | measured | target | result | machine |",
              "|---|---|---|---|---|---|"]
     profiles = [r for r in rows if r["benchmark"] == "profile"]
@@ -560,9 +611,12 @@ def render(_args=None):
     for r in rows:
         verdict = {True: "PASS", False: "FAIL"}.get(r.get("pass"), "-")
         if r["benchmark"] == "train_ml1m":
-            what = (f"{r['model']} training on {r['device']}, ML-1M, max_len 200, "
+            what = (f"{r['model']} training on {r.get('accelerator', r['device'])}, ML-1M, "
+                    "max_len 200, "
                     f"batch {r['batch_size']}"
-                    + "".join(f", {k}={v}" for k, v in r.get("hyperparameters", {}).items()))
+                    + "".join(f", {k}={v}" for k, v in r.get("hyperparameters", {}).items())
+                    + (f", dtype policy {r['dtype_policy']}" if "dtype_policy" in r else "")
+                    + (", whole step compiled with XLA" if r.get("jit_compile") else ""))
             measured = (f"{r['seconds_per_epoch']} s/epoch, "
                         f"{r['positions_per_second']:,} positions/s, process peak RSS "
                         f"{r['peak_rss_gib']} GiB")
@@ -615,6 +669,14 @@ def render(_args=None):
                         f"best val NDCG@10 {rb['best_validation_ndcg@10']:.4f} after "
                         f"{r['recbole_wall_seconds']} s, {reach}")
             goal = ">= 10x per epoch and faster to RecBole's best"
+        elif r["benchmark"] == "head":
+            what = (f"fused full-softmax loss, forward + backward, {r['rows']:,} rows x "
+                    f"{r['num_items']:,} items, width {r['width']}")
+            measured = "; ".join(
+                f"{v['variant']}: {v['best_ms']} ms"
+                + (f" (gradients off by {v['gradient_error']:.0e} relative)"
+                   if v["gradient_error"] > 1e-5 else "") for v in r["variants"])
+            goal = "reported"
         elif r["benchmark"] == "validation":
             what = (f"{r['model']} validation pass (full ranking of {r['num_items']:,} items, "
                     f"{r['validation_examples']:,} users, seen excluded) vs one training "
@@ -632,9 +694,10 @@ def render(_args=None):
     if not any(r["benchmark"] == "train_ml1m" and r.get("device") == "gpu" for r in rows):
         lines.append("| train_ml1m | sasrec training on GPU (JAX), ML-1M, max_len 200 | not "
                      "measured: no GPU was lent to the session that produced these files | "
-                     "<= 30 ms/epoch | - | run `KERAS_BACKEND=jax python benchmarks/speed.py "
-                     "train --models sasrec` on one |")
-    lines += _serving_note(rows)
+                     "<= 30 ms/epoch | - | run `bash benchmarks/gpu_sasrec.sh` on one (its "
+                     "header says how to prepare the call) |")
+    lines += ["", "What limits the rows that FAIL, and what was tried against them, is in the "
+              "README's Speed section."]
     lines += _quality_note(rows)
     lines += _profile_table(profiles)
     commands = {" ".join(filter(None, [r.get("environment"), r["command"].strip()]))
@@ -654,6 +717,10 @@ def main(argv=None):
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="a model hyperparameter, given to each model that has it (repeatable)")
+    t.add_argument("--dtype-policy", default=None,
+                   help="a Keras dtype policy for the models, e.g. mixed_bfloat16")
+    t.add_argument("--jit-compile", action="store_true",
+                   help="compile the training step with XLA (jit_compile=True)")
     t.add_argument("--tag", default="", help="suffix of the result files' names")
     t.add_argument("--data-dir", default=None)
     t.set_defaults(func=bench_train)
@@ -684,6 +751,9 @@ def main(argv=None):
                    help="seconds kept for restoring the best epoch and testing")
     q.add_argument("--data-dir", default=None)
     q.set_defaults(func=bench_quality)
+    h = sub.add_parser("head")
+    h.add_argument("--rounds", type=int, default=2)
+    h.set_defaults(func=bench_head)
     v = sub.add_parser("validation")
     v.add_argument("--datasets", nargs="+", default=["ml-1m", "amazon-beauty"],
                    choices=sorted(QUALITY))

@@ -293,7 +293,8 @@ def test_short_histories_are_scored_on_their_own_width_as_on_the_full_window(nam
     vocab = ks.Vocabulary(list(range(100, 140)))
     max_len = 12
     model = ks.build_model(name, vocab.num_items, max_len, embedding_dim=8)
-    path = export_saved_model(model, vocab, tmp_path, top_k=5, exclude_seen=False)
+    path = export_saved_model(model, vocab, tmp_path, top_k=5, exclude_seen=False,
+                              item_counts=np.r_[0, np.ones(vocab.num_items)])
     score_all = tf.saved_model.load(path).signatures["score_all"]
     scorer = last_position_model(model)
     rng = np.random.default_rng(0)

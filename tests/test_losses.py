@@ -284,3 +284,31 @@ def test_fit_recommender_trains_the_default_softmax_through_the_fused_model(ml_s
 
     train_model, _, loss = training_setup(model, ml_small_data, Squared())
     assert train_model is model and isinstance(loss, Squared)
+
+
+def test_fused_cross_entropy_with_bfloat16_products_stays_close_to_float32():
+    # The opt-in bf16 products (`speed.py head`) keep the loss and gradients near float32's
+    # (bf16 holds 8 bits of mantissa) and still give padded rows nothing.
+    import tensorflow as tf
+
+    from keras_seqrec.layers.item_embedding import softmax_cross_entropy_rows
+
+    rng = np.random.default_rng(3)
+    hidden = tf.constant(rng.normal(0, 0.5, size=(40, 8)).astype("float32"))
+    kernel = tf.constant(rng.normal(0, 0.5, size=(30, 8)).astype("float32"))
+    bias = tf.constant(rng.normal(size=30).astype("float32"))
+    targets = rng.integers(0, 30, size=40)
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        with tf.GradientTape() as tape:
+            tape.watch([hidden, kernel, bias])
+            rows = softmax_cross_entropy_rows(hidden, kernel, bias, targets, chunk_size=16,
+                                              matmul_dtype=dtype)
+            value = tf.reduce_sum(rows)
+        results[dtype] = [rows.numpy()] + [tf.convert_to_tensor(g).numpy() for g in
+                                           tape.gradient(value, [hidden, kernel, bias])]
+    assert results["bfloat16"][0].dtype == np.float32
+    for got, want in zip(results["bfloat16"], results["float32"]):
+        assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+        assert not np.array_equal(got, want)  # the products really ran in bfloat16
+    assert not results["bfloat16"][1][targets == 0].any()
