@@ -13,12 +13,13 @@ comparison: RecBole trains on every prefix of every sequence (about 8 times our 
 per epoch), so seconds per epoch alone flatter us. Writes
 `benchmarks/results/speed/peer_recbole_sasrec_beauty.json`. Run it on an otherwise idle machine.
 
-Last run (2026-12-01, `results/speed/peer_recbole_sasrec_beauty.json`; a machine about 3 times
-slower than the one of the issue's figures): RecBole 363.6 and 355.6 s of training per epoch,
-validation NDCG@10 .0148 then .0256; ours 57.3 s per epoch (6.3x per epoch, short of the 10x
-target), and RecBole's .0256 after 8 epochs and 547 s against RecBole's 740 s. The first run
-failed reloading RecBole's checkpoint under torch's `weights_only` default, hence
-`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` below.
+Last run (2026-12-06, `results/speed/peer_recbole_sasrec_beauty.json`, an Intel Xeon with 2
+cores): RecBole 194.6 and 195.0 s of training per epoch, validation NDCG@10 .0148 then .0256;
+ours 10.62 s per epoch (18.3x per epoch), and RecBole's .0256 after 7 epochs and 83 s against
+RecBole's 398 s. On the AMD EPYC of 2026-12-01 (`results/speed/earlier/`): 363.6 / 355.6 s
+against 57.3 s (6.3x). Both ran RecBole on the torch 2.12.1 that its requirements install over
+the pinned wheel. An earlier run failed reloading RecBole's checkpoint under torch's
+`weights_only` default, hence `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` below.
 """
 
 from __future__ import annotations
