@@ -69,14 +69,39 @@ def _write(name, result):
     print(json.dumps(result, indent=2))
 
 
+def _fit_seconds(model, data, batch_size, epochs, jit_compile=False):
+    """Seconds of each of `epochs` `fit` epochs of what `fit_recommender` trains by default
+    (the fused full softmax, Adam), without validation."""
+    import keras
+
+    from keras_seqrec.data.pipeline import as_fit_input
+    from keras_seqrec.losses import SoftmaxCrossEntropy
+    from keras_seqrec.training import training_setup
+
+    train_model, batches, loss = training_setup(model, data, SoftmaxCrossEntropy(),
+                                                batch_size=batch_size)
+    train_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss,
+                        jit_compile=jit_compile)
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    x, steps = as_fit_input(batches)
+    train_model.fit(x, epochs=epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=2,
+                    shuffle=False)
+    return times
+
+
 def bench_train(args):
     """Seconds per epoch and target positions per second on ML-1M (SASRec's file, max_len 200)."""
     import keras
 
     import keras_seqrec as ks
-    from keras_seqrec.data.pipeline import as_fit_input
-    from keras_seqrec.losses import SoftmaxCrossEntropy
-    from keras_seqrec.training import training_setup
 
     log = ks.datasets.read_sequences(os.path.join(args.data_dir or SHARED, "ml-1m",
                                                   "ml-1m.txt.gz"))
@@ -98,23 +123,7 @@ def bench_train(args):
         keras.utils.set_random_seed(0)
         params = {k: v for k, v in args.param if k in ks.models.hyperparameters(name)}
         model = ks.build_model(name, data.num_items, data.max_len, **params)
-        # What fit_recommender trains by default (the fused full softmax), without validation.
-        train_model, batches, loss = training_setup(model, data, SoftmaxCrossEntropy(),
-                                                    batch_size=args.batch_size)
-        train_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss,
-                            jit_compile=args.jit_compile)
-        times = []
-
-        class Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.start)
-
-        x, steps = as_fit_input(batches)
-        train_model.fit(x, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Timer()],
-                        verbose=2, shuffle=False)
+        times = _fit_seconds(model, data, args.batch_size, args.epochs, args.jit_compile)
         # The first epoch includes tracing; report the best later one when there is one.
         epoch_s = min(times[1:]) if len(times) > 1 else times[0]
         result = {
@@ -474,10 +483,7 @@ def bench_validation(args):
     import numpy as np
 
     import keras_seqrec as ks
-    from keras_seqrec.data.pipeline import as_fit_input
     from keras_seqrec.evaluation import KerasScorer, evaluate_recommender
-    from keras_seqrec.losses import SoftmaxCrossEntropy
-    from keras_seqrec.training import training_setup
 
     from run import DATASETS, load
 
@@ -486,21 +492,7 @@ def bench_validation(args):
         keras.utils.set_random_seed(0)
         model = ks.build_model("sasrec", data.num_items, data.max_len,
                                dropout=QUALITY[name]["dropout"])
-        train_model, batches, loss = training_setup(model, data, SoftmaxCrossEntropy(),
-                                                    batch_size=args.batch_size)
-        train_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
-        times = []
-
-        class Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.start)
-
-        x, steps = as_fit_input(batches)
-        train_model.fit(x, epochs=2, steps_per_epoch=steps, callbacks=[Timer()], verbose=2,
-                        shuffle=False)
+        times = _fit_seconds(model, data, args.batch_size, epochs=2)
         passes, ranks = {}, {}
         for path in ("device", "host"):
             scorer = KerasScorer(model, rank_on_device=path == "device")
