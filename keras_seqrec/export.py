@@ -118,7 +118,8 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
 
     def trimmed(x):
         """`x` without the leading columns that are padding in every row."""
-        longest = tf.reduce_max(tf.reduce_sum(tf.cast(x > 0, tf.int64), axis=1))
+        # (0 for an empty batch, whose maximum would be the lowest int64)
+        longest = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(x > 0, tf.int64), axis=1)), 0)
         return x[:, max_len - tf.gather(widths, longest):]
 
     def scores_for(history):

@@ -305,3 +305,6 @@ def test_short_histories_are_scored_on_their_own_width_as_on_the_full_window(nam
         window[0, max_len - length:] = vocab.lookup(history)
         expected = np.asarray(scorer.predict_on_batch(window))[0, 1:]
         np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+    # An empty request has no longest history; it still gets an empty answer.
+    empty = score_all(history=tf.zeros((0, 3), tf.string))["scores"]
+    assert tuple(empty.shape) == (0, vocab.num_items)
