@@ -371,9 +371,9 @@ def evaluate_recommender(
         targets: `"all"`, or only the examples whose target is a `"warm"` item or a
             `"cold"` one (new, see `prepare(..., cold_items=...)`); the ranking is over the
             whole catalogue either way.
-        coverage: also report coverage@K, which needs every example's top-K list (on Amazon
-            Beauty a fifth of the pass); the validation after each training epoch leaves it
-            out, since no epoch is chosen on it.
+        coverage: also report coverage@K, which needs every example's top-K list; the
+            validation after each training epoch leaves it out, since no epoch is chosen on
+            it.
 
     Returns:
         `{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "coverage@10": ..., "examples": n,
