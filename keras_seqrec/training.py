@@ -47,8 +47,9 @@ class RankingValidation(keras.callbacks.Callback):
 
     Metrics land in the epoch logs as `val_hr@10`, `val_ndcg@10`, `val_mrr@10` so the progress
     bar, the `History` and TensorBoard all show them; coverage@K only when it is the validation
-    metric (it needs every user's top-K list, and the final evaluation reports it anyway). An epoch whose training loss is not finite is
-    never kept: training stops there (`diverged`) and the best earlier epoch is restored.
+    metric (it needs every user's top-K list, and the final evaluation reports it anyway). An
+    epoch whose training loss is not finite is never kept: training stops there (`diverged`)
+    and the best earlier epoch is restored.
     """
 
     def __init__(self, data: SequenceDataset, *, model: Optional[keras.Model] = None,
