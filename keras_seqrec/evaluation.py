@@ -279,17 +279,23 @@ class _DeviceRanking(keras.layers.Layer):
                           lambda: ops.where(ops.isfinite(scores), scores,
                                             ops.full_like(scores, -np.inf)))
         targets = ops.expand_dims(ops.cast(targets, "int32"), 1)
-        if self.k:
-            return self._ranks_and_top(scores, targets, seen)
-        # Ranks alone (the validation after each epoch) never copy the matrix: count over
-        # every column, then take out the padding column and each distinct seen item that
-        # the mask would have sent below the target; a seen (or -inf) target ranks last.
+        seen = None if seen is None else ops.cast(seen, "int32")
+        ranks = self._ranks(scores, targets, seen)
+        if not self.k:
+            return ranks, ops.zeros((ops.shape(scores)[0], 0), "int32")
+        return ranks, self._top(scores, seen)
+
+    @staticmethod
+    def _ranks(scores, targets, seen):
+        # The mask is never written into the matrix (that would copy it): count over every
+        # column, then take out the padding column and each distinct seen item that the mask
+        # would have sent below the target; a seen (or -inf) target ranks last.
         target = ops.take_along_axis(scores, targets, axis=1)
         above = ops.sum(ops.cast(ops.greater_equal(scores, target), "int32"), axis=1)
         above = above - ops.cast(ops.greater_equal(scores[:, 0], target[:, 0]), "int32")
         last = ops.isinf(target[:, 0])
         if seen is not None:
-            seen = ops.sort(ops.cast(seen, "int32"), axis=1)
+            seen = ops.sort(seen, axis=1)
             first = ops.concatenate([ops.ones_like(seen[:, :1], "bool"),
                                      ops.not_equal(seen[:, 1:], seen[:, :-1])], axis=1)
             counted = ops.logical_and(first, ops.greater(seen, 0))
@@ -297,22 +303,18 @@ class _DeviceRanking(keras.layers.Layer):
             above = above - ops.sum(ops.cast(ops.logical_and(counted, higher), "int32"), axis=1)
             last = ops.logical_or(last, ops.any(ops.equal(seen, targets), axis=1))
         num_items = ops.shape(scores)[1] - 1
-        return (ops.where(last, num_items - 1, above - 1),
-                ops.zeros((ops.shape(scores)[0], 0), "int32"))
+        return ops.where(last, num_items - 1, above - 1)
 
-    def _ranks_and_top(self, scores, targets, seen):
+    def _top(self, scores, seen):
+        # The top-K lists do need the seen items out of the matrix itself.
         if seen is not None:
-            seen = ops.cast(seen, "int32")
             rows = ops.broadcast_to(ops.expand_dims(ops.arange(ops.shape(seen)[0]), 1),
                                     ops.shape(seen))
             where = ops.stack([ops.reshape(rows, (-1,)), ops.reshape(seen, (-1,))], axis=1)
             scores = ops.scatter_update(scores, where,
                                         ops.full((ops.shape(where)[0],), -np.inf))
-        target = ops.take_along_axis(scores, targets, axis=1)
-        candidates = scores[:, 1:]
-        ranks = ops.sum(ops.cast(ops.greater_equal(candidates, target), "int32"), axis=1) - 1
-        _, top = ops.top_k(candidates, self.k)
-        return ranks, top + 1
+        _, top = ops.top_k(scores[:, 1:], self.k)
+        return top + 1
 
 
 def as_scorer(model) -> Scorer:
@@ -432,26 +434,23 @@ def evaluate_recommender(
             history = eval_split.history.take(rows) if exclude_seen else None
             ranks[rows], top = scorer.rank(inputs[rows], targets, history,
                                            cutoffs[-1] if coverage else 0)
-            for k in cutoffs if coverage else ():
-                covered[k][top[:, :k].ravel()] = True
-            continue
-        scores = finite_scores(scorer.score(inputs[rows]))
-        if scores.shape != (len(rows), data.vocabulary.size):
-            raise ValueError(
-                f"The model returned scores of shape {scores.shape}; expected "
-                f"{(len(rows), data.vocabulary.size)} (num_items + 1 columns)."
-            )
-        history = eval_split.history.take(rows)
-        if exclude_seen:
-            scores = mask_seen(scores, history)
-        if num_negatives is None:
-            ranks[rows] = _ranks_among_finite(scores, targets)
         else:
-            ranks[rows] = _sampled_ranks(scores, targets, history, num_negatives, rng)
-        if coverage:
-            top = top_k_items(scores, cutoffs[-1])
-            for k in cutoffs:
-                covered[k][top[:, :k].ravel()] = True
+            scores = finite_scores(scorer.score(inputs[rows]))
+            if scores.shape != (len(rows), data.vocabulary.size):
+                raise ValueError(
+                    f"The model returned scores of shape {scores.shape}; expected "
+                    f"{(len(rows), data.vocabulary.size)} (num_items + 1 columns)."
+                )
+            history = eval_split.history.take(rows)
+            if exclude_seen:
+                scores = mask_seen(scores, history)
+            if num_negatives is None:
+                ranks[rows] = _ranks_among_finite(scores, targets)
+            else:
+                ranks[rows] = _sampled_ranks(scores, targets, history, num_negatives, rng)
+            top = top_k_items(scores, cutoffs[-1]) if coverage else None
+        for k in cutoffs if coverage else ():
+            covered[k][top[:, :k].ravel()] = True
     out = ranking_metrics(ranks, cutoffs)
     if standard_errors:
         out.update(ranking_standard_errors(ranks, cutoffs))
