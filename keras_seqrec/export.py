@@ -86,16 +86,26 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
         """Item indices of a string history (unknown ids and "" padding -> 0)."""
         return table.lookup(tf.strings.strip(history))
 
-    def window(idx):
-        """The most recent `max_len` known items, left-padded to `(batch, max_len)`."""
+    # The columns the model runs on for scores: the batch's longest history rounded up to one
+    # of few widths (`bucket_length`), so a 10-item history costs a recurrent model 10 steps,
+    # not `max_len`, and an XLA export compiles few shapes. Every zoo model scores a trimmed
+    # window as the full one (the battery's `trimmed_padding_and_long_inputs`).
+    widths = tf.constant([bucket_length(n, max_len) for n in range(max_len + 1)], tf.int64)
+
+    def window(idx, trim: bool = False):
+        """The most recent `max_len` known items, left-padded to `(batch, max_len)`, or with
+        `trim` to the bucketed width of the batch's longest history."""
         known = idx > 0
         compact = tf.ragged.boolean_mask(idx, known)[:, -max_len:]
         lengths = compact.row_lengths()
+        width = max_len
+        if trim:  # (the maximum of an empty batch is the lowest int64: 0 then)
+            width = tf.gather(widths, tf.maximum(tf.reduce_max(lengths), 0))
         right = compact.to_tensor(default_value=0, shape=[None, max_len])
         # Shift every row right so the most recent item sits in the last column.
-        cols = tf.range(max_len, dtype=tf.int64)[None, :] - (max_len - lengths)[:, None]
+        cols = tf.range(width, dtype=tf.int64)[None, :] - (width - lengths)[:, None]
         return tf.where(cols >= 0, tf.gather(right, tf.maximum(cols, 0), batch_dims=1),
-                        tf.zeros_like(right))
+                        tf.zeros_like(cols))
 
     def finish(scores, has_known, seen):
         """Cold start and seen-item exclusion on raw scores; `seen` int64 `(batch, n)`
@@ -110,21 +120,9 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
                 scores, pairs, tf.fill([tf.shape(pairs)[0]], float("-inf")))
         return scores
 
-    # Column widths the model runs on: the batch's longest history rounded up to one of few
-    # widths (`bucket_length`), so a 10-item history costs a recurrent model 10 steps, not
-    # `max_len`, and an XLA export compiles few shapes. Every zoo model scores a trimmed
-    # window as the full one (the battery's `trimmed_padding_and_long_inputs`).
-    widths = tf.constant([bucket_length(n, max_len) for n in range(max_len + 1)], tf.int64)
-
-    def trimmed(x):
-        """`x` without the leading columns that are padding in every row."""
-        # (0 for an empty batch, whose maximum would be the lowest int64)
-        longest = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(x > 0, tf.int64), axis=1)), 0)
-        return x[:, max_len - tf.gather(widths, longest):]
-
     def scores_for(history):
         idx = lookup(history)
-        scores = tf.cast(score(tf.cast(trimmed(window(idx)), tf.int32)), tf.float32)
+        scores = tf.cast(score(tf.cast(window(idx, trim=True), tf.int32)), tf.float32)
         return finish(scores, tf.reduce_any(idx > 0, axis=1), idx)
 
     def best_of(scores):
