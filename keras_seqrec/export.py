@@ -42,13 +42,14 @@ def _attention_explainer(model, scorer):
     `(batch, length)` of a `gru_attention` model, in one pass over the GRU; None for any
     other model."""
     from keras_seqrec.models.common import single_input
-    from keras_seqrec.models.gru_attention import STATES, attention_layer
+    from keras_seqrec.models.gru_attention import STATES, attention_layer, attention_memory
 
     attention = attention_layer(model)
     if attention is None:
         return None
     _, weights = attention(model.get_layer(STATES).output,
-                           padding_mask=model.get_layer("padding_mask").output, last_only=True)
+                           padding_mask=model.get_layer("padding_mask").output, last_only=True,
+                           memory=attention_memory(model))
     return keras.Model(single_input(model), [scorer.outputs[0], weights[:, 0, :]],
                        name=f"{model.name}_explain")
 

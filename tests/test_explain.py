@@ -24,9 +24,9 @@ HISTORIES = [
 ]
 
 
-def small(name):
+def small(name, **options):
     keras.utils.set_random_seed(2)
-    model = ks.build_model(name, VOCAB.num_items, MAX_LEN, embedding_dim=8)
+    model = ks.build_model(name, VOCAB.num_items, MAX_LEN, embedding_dim=8, **options)
     rng = np.random.default_rng(0)
     for w in model.weights:
         w.assign(np.asarray(w.numpy()) + rng.normal(0, 0.3, w.shape).astype("float32"))
@@ -50,8 +50,9 @@ def in_window(history):
     return known & (np.cumsum(known[::-1])[::-1] <= MAX_LEN)
 
 
-def test_gru_attention_explains_with_its_attention_at_the_last_position(tmp_path):
-    model = small("gru_attention")
+@pytest.mark.parametrize("attend_to", ["states", "items"])
+def test_gru_attention_explains_with_its_attention_at_the_last_position(tmp_path, attend_to):
+    model = small("gru_attention", attend_to=attend_to)
     answers = Recommender(export(model, tmp_path)).explain(HISTORIES)
     attention = attention_weights_model(model)
     for history, (ids, _, weights) in zip(HISTORIES, answers):

@@ -32,7 +32,9 @@ MODELS = ks.available_models()
 VARIANTS = [(name, {}) for name in MODELS] + [
     ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64}),
     ("gru_attention", {"query": "position", "decoder": "tanh"}),
-    ("gru_attention", {"decoder": "linear"}), ("gru_attention", {"use_attention": False})]
+    ("gru_attention", {"decoder": "linear"}), ("gru_attention", {"use_attention": False}),
+    ("gru_attention", {"attend_to": "items"}),
+    ("gru_attention", {"attend_to": "items", "query": "position", "embedding_dim": 6})]
 # Feature-aware items (ids + features, and features only) reach every kind of model; they go
 # through the contract and the training checks (every feature table trains).
 FEATURES = {"item_features": synthetic_item_features}
@@ -171,28 +173,33 @@ def test_additive_scores_in_blocks_equal_the_direct_tensor_with_gradients(chunk_
 
 
 @pytest.mark.parametrize("query", ["position", "learned"])
-def test_attention_layer_equals_the_additive_formula_written_out_in_numpy(query):
+@pytest.mark.parametrize("with_memory", [False, True])
+def test_attention_layer_equals_the_additive_formula_written_out_in_numpy(query, with_memory):
     layer = ks.layers.CausalBahdanauAttention(units=8, query=query)
     rng = np.random.default_rng(1)
     states = rng.normal(size=(2, 13, 4)).astype("float32")
+    # Keys and values from a memory of another width (the items attended to), or the states.
+    memory = rng.normal(size=(2, 13, 3)).astype("float32") if with_memory else None
+    values = memory if with_memory else states
     mask = np.ones((2, 13), bool)
     mask[0, :5] = False
-    layer.build(states.shape)
+    layer.build(states.shape, memory_shape=None if memory is None else memory.shape)
     if query == "learned":  # not the zeros it starts from, so the test sees the query's role
         layer.learned_query.assign(rng.normal(size=(8,)).astype("float32"))
         asked = np.broadcast_to(layer.learned_query.numpy(), (2, 13, 8))
     else:
         asked = states @ layer.query_dense.get_weights()[0]
-    context, weights = (ops.convert_to_numpy(t) for t in layer(states, padding_mask=mask))
+    context, weights = (ops.convert_to_numpy(t) for t in
+                        layer(states, padding_mask=mask, memory=memory))
     w_key, b_key = layer.key_dense.get_weights()
     v, = layer.score_dense.get_weights()
-    scores = np.tanh(asked[:, :, None] + (states @ w_key + b_key)[:, None]) @ v
+    scores = np.tanh(asked[:, :, None] + (values @ w_key + b_key)[:, None]) @ v
     allowed = np.tril(np.ones((13, 13), bool))[None] & mask[:, None, :] & mask[:, :, None]
     scores = np.where(allowed, scores[..., 0], -np.inf)
     want = np.exp(scores - scores.max(-1, keepdims=True).clip(-1e30))
     want = np.nan_to_num(want / want.sum(-1, keepdims=True))
     np.testing.assert_allclose(weights, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(context, want @ states, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(context, want @ values, rtol=1e-5, atol=1e-5)
 
 
 def test_attention_weights_are_causal_and_ignore_padding():
@@ -268,6 +275,8 @@ def test_gru_attention_residual_decoder_starts_as_the_plain_gru_and_learns_to_ad
     np.testing.assert_allclose(output, states + context, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"`decoder` must be one of \('tanh', 'linear'"):
         small_model("gru_attention", decoder="bilinear")
+    with pytest.raises(ValueError, match=r"`attend_to` must be one of \('states', 'items'\)"):
+        small_model("gru_attention", attend_to="embeddings")
 
 
 def test_gru_attention_without_attention_has_no_attention_layer():

@@ -94,17 +94,21 @@ class CausalBahdanauAttention(keras.layers.Layer):
             the `batch * length^2` weights.
 
     Call arguments:
-        inputs: hidden states `(batch, length, dim)`.
+        inputs: hidden states `(batch, length, dim)`: the queries, and the keys and values
+            unless `memory` is given.
         padding_mask: bool `(batch, length)`, True at real items. None means no padding (or
             the Keras mask attached to `inputs`, when there is one).
         last_only: attend from the last position only, the one that ranking and serving
             score: the same values as the last row of the full call, at `1 / length` of the
             cost.
+        memory: optional `(batch, length, memory_dim)`, aligned with `inputs`, that supplies
+            the keys and values instead of `inputs` (e.g. the input item embeddings, so that
+            the state at t attends to the items seen up to t).
 
     Returns:
-        `(context, weights)`: `(batch, queries, dim)` and `(batch, queries, length)` where
-        `weights[b, t, s]` is the attention of query t on position s; `queries` is `length`,
-        or 1 with `last_only`.
+        `(context, weights)`: `(batch, queries, dim)` (`memory_dim` with `memory`) and
+        `(batch, queries, length)` where `weights[b, t, s]` is the attention of query t on
+        position s; `queries` is `length`, or 1 with `last_only`.
 
     Example:
 
@@ -129,21 +133,22 @@ class CausalBahdanauAttention(keras.layers.Layer):
         self.key_dense = keras.layers.Dense(self.units, use_bias=True, name="key")
         self.score_dense = keras.layers.Dense(1, use_bias=False, name="score")
 
-    def build(self, input_shape):
+    def build(self, inputs_shape, padding_mask_shape=None, memory_shape=None):
         if self.query == "position":
-            self.query_dense.build(input_shape)
+            self.query_dense.build(inputs_shape)
         else:
             # Zeros, like the key's bias it adds to: the start is the same as a bias-only key.
             self.learned_query = self.add_weight(shape=(self.units,), initializer="zeros",
                                                  name="learned_query")
-        self.key_dense.build(input_shape)
-        self.score_dense.build(tuple(input_shape[:-1]) + (self.units,))
+        key_shape = inputs_shape if memory_shape is None else memory_shape
+        self.key_dense.build(key_shape)
+        self.score_dense.build(tuple(key_shape[:-1]) + (self.units,))
         self.built = True
 
-    def _scores(self, inputs, last_only):
+    def _scores(self, inputs, memory, last_only):
         """Float32 scores `(batch, queries, length)` before masking; with the learned query,
         `(batch, 1, length)`, the same row for every query."""
-        key = self.key_dense(inputs)  # (batch, s, units)
+        key = self.key_dense(memory)  # (batch, s, units)
         vector = self.score_dense.kernel[:, 0]
         if self.query == "learned":
             energy = ops.tanh(ops.cast(key, "float32") + ops.cast(self.learned_query, "float32"))
@@ -153,13 +158,15 @@ class CausalBahdanauAttention(keras.layers.Layer):
         # One query (last_only) is one block of one: no padding to a block of 16.
         return additive_scores(query, key, vector, chunk_size=1 if last_only else QUERY_BLOCK)
 
-    def call(self, inputs, padding_mask=None, mask=None, last_only=False):
+    def call(self, inputs, padding_mask=None, mask=None, last_only=False, memory=None):
         if padding_mask is None:
             padding_mask = mask
+        if memory is None:
+            memory = inputs
         length = ops.shape(inputs)[1]
         positions = ops.arange(length)
         query_positions = positions[-1:] if last_only else positions
-        scores = self._scores(inputs, last_only)
+        scores = self._scores(inputs, memory, last_only)
         allowed = ops.expand_dims(query_positions, 1) >= ops.expand_dims(positions, 0)  # s <= t
         allowed = ops.expand_dims(allowed, 0)
         if padding_mask is not None:
@@ -170,17 +177,19 @@ class CausalBahdanauAttention(keras.layers.Layer):
         scores = ops.where(allowed, scores, ops.cast(MASKED_SCORE, "float32"))
         weights = ops.softmax(scores, axis=-1)
         weights = ops.where(allowed, weights, ops.zeros_like(weights))
-        context = ops.matmul(ops.cast(weights, inputs.dtype), inputs)
+        context = ops.matmul(ops.cast(weights, memory.dtype), memory)
         return context, weights
 
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_spec(self, inputs, padding_mask=None, mask=None, last_only=False):
-        batch, length, dim = inputs.shape
+    def compute_output_spec(self, inputs, padding_mask=None, mask=None, last_only=False,
+                            memory=None):
+        batch, length, _ = inputs.shape
+        values = inputs if memory is None else memory
         queries = 1 if last_only else length
         return (
-            keras.KerasTensor((batch, queries, dim), dtype=inputs.dtype),
+            keras.KerasTensor((batch, queries, values.shape[-1]), dtype=values.dtype),
             keras.KerasTensor((batch, queries, length), dtype="float32"),
         )
 

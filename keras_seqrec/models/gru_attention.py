@@ -16,7 +16,9 @@ from keras_seqrec.models.registry import register_model
 
 ATTENTION = "attention"
 STATES = "gru_states"
+MEMORY = "attention_memory"  # the item vectors attended to, with attend_to="items"
 DECODERS = ("tanh", "linear", "residual")
+ATTEND_TO = ("states", "items")
 
 
 def _decode(states, context, decoder: str, embedding_dim: int, model=None):
@@ -51,6 +53,7 @@ def gru_attention(
     attention_units: int = 64,
     query: str = "learned",
     decoder: str = "residual",
+    attend_to: str = "states",
     use_attention: bool = True,
     dropout: float = 0.2,
     embedding_dropout: Optional[float] = None,
@@ -91,6 +94,10 @@ def gru_attention(
             `"linear"`: `W [h_t; c_t]`, NARM's bilinear decoder `e_i^T B [c_t; h_t]` written as
             a projection; `"residual"`: `h_t + W c_t` with `W` starting at zero, so the model
             starts as the plain GRU and the attention adds what it is worth.
+        attend_to: what the attention weighs into the context. `"states"`: the GRU states
+            `h_s`, s <= t (Bahdanau's and NARM's form); `"items"`: the input item vectors
+            `e_s`, s <= t (after the embedding dropout), so the context is a weighted bag of
+            the items seen so far, next to the state's recency-ordered summary of them.
         use_attention: False drops the attention (the context is zero), for ablations: the
             decoder then reads `h_t` alone.
         dropout: drop rate after each GRU layer and on the attentional state before scoring
@@ -142,6 +149,8 @@ def gru_attention(
                            context_dropout=context_dropout)
     if decoder not in DECODERS:
         raise ValueError(f"`decoder` must be one of {DECODERS}; got {decoder!r}.")
+    if attend_to not in ATTEND_TO:
+        raise ValueError(f"`attend_to` must be one of {ATTEND_TO}; got {attend_to!r}.")
     if embedding_dropout is None:
         embedding_dropout = dropout
     if output_dropout is None:
@@ -162,8 +171,9 @@ def gru_attention(
     states = layers.Identity(name=STATES)(states)
     context = None
     if use_attention:
+        memory = layers.Identity(name=MEMORY)(x) if attend_to == "items" else None
         context, _ = CausalBahdanauAttention(attention_units, query=query, name=ATTENTION)(
-            states, padding_mask=mask
+            states, padding_mask=mask, memory=memory
         )
         # Inactive at inference, so the last-position graph below leaves it out.
         context = layers.Dropout(context_dropout, name="context_dropout")(context)
@@ -190,7 +200,7 @@ def _last_position_hidden(model: keras.Model):
     states = (model.get_layer(STATES).output if STATES in names
               else model.get_layer("state_and_context").input[0])
     context, _ = attention(states, padding_mask=model.get_layer("padding_mask").output,
-                           last_only=True)
+                           last_only=True, memory=attention_memory(model))
     # Reused layers carry their own activation, so "tanh" stands for "linear" too.
     decoder = "residual" if "state_plus_context" in names else "tanh"
     x = _decode(LastPosition(name="last_state")(states),
@@ -209,6 +219,13 @@ def attention_layer(model: keras.Model):
         return None
     layer = model.get_layer(ATTENTION)
     return layer if isinstance(layer, CausalBahdanauAttention) else None
+
+
+def attention_memory(model: keras.Model):
+    """The item vectors a gru_attention model built with `attend_to="items"` attends to
+    (a symbolic tensor of the model's graph); None when it attends to its GRU states."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(MEMORY).output if MEMORY in names else None
 
 
 def attention_weights_model(model: keras.Model) -> keras.Model:

@@ -29,7 +29,7 @@ import keras
 from keras import ops
 
 from keras_seqrec.models import common
-from keras_seqrec.models.gru_attention import _decode, attention_layer
+from keras_seqrec.models.gru_attention import MEMORY, _decode, attention_layer
 
 _CELLS = ("gru", "lstm", "rnn")
 
@@ -95,8 +95,12 @@ class RecurrentSession:
         self.head, self.tied = common.output_layer(model)
         self.layers = layers
         self.state_size = sum(sum(s) for s in self._sizes) + 1
+        # With attend_to="items" the attention averages the input item vectors, else the states.
+        self.attend_items = MEMORY in layers
         if self.attention is not None:
-            self.state_size += 2 + self.hidden_dim
+            value_dim = (layers[MEMORY].output.shape[-1] if self.attend_items
+                         else self.hidden_dim)
+            self.state_size += 2 + value_dim
 
     def events(self, state):
         """The number of known events each session has read, `(batch,)`."""
@@ -135,6 +139,7 @@ class RecurrentSession:
         known = ops.expand_dims(ops.not_equal(items, 0), -1)  # (batch, 1)
         parts, events, attention = self._split(state)
         x = ops.squeeze(self.embedding(ops.expand_dims(items, -1)), 1)
+        item_vector = x
         new_parts = []
         for (cell, residual), old in zip(self.recurrent, parts):
             _, new = cell(x, list(old), training=False)
@@ -152,7 +157,8 @@ class RecurrentSession:
         if self.attention is not None:
             top, total, weighted = attention
             layer = self.attention
-            key = ops.cast(layer.key_dense(hidden), "float32")
+            value = item_vector if self.attend_items else hidden
+            key = ops.cast(layer.key_dense(value), "float32")
             vector = ops.cast(layer.score_dense.kernel[:, 0], "float32")
             score = ops.sum(ops.tanh(key + ops.cast(layer.learned_query, "float32")) * vector,
                             axis=-1, keepdims=True)  # (batch, 1)
@@ -161,7 +167,7 @@ class RecurrentSession:
             decay = ops.where(first, 0.0, ops.exp(top - new_top))
             fresh = ops.exp(score - new_top)
             new_total = total * decay + fresh
-            new_weighted = weighted * decay + fresh * ops.cast(hidden, "float32")
+            new_weighted = weighted * decay + fresh * ops.cast(value, "float32")
             new_attention = [ops.where(known, new_top, top), ops.where(known, new_total, total),
                              ops.where(known, new_weighted, weighted)]
             top, total, weighted = new_attention
