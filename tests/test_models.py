@@ -31,10 +31,10 @@ MODELS = ks.available_models()
 # the checks of the zoo's contract; the costlier training checks run on the defaults only.
 VARIANTS = [(name, {}) for name in MODELS] + [
     ("sasrec", {"normalized_residual": True}), ("sasrec", {"ffn_dim": 64}),
-    ("gru_attention", {"query": "position", "decoder": "tanh"}),
+    ("gru_attention", {"attend_to": "states", "query": "position", "decoder": "tanh"}),
     ("gru_attention", {"decoder": "linear"}), ("gru_attention", {"use_attention": False}),
-    ("gru_attention", {"attend_to": "items"}),
-    ("gru_attention", {"attend_to": "items", "query": "position", "embedding_dim": 6})]
+    ("gru_attention", {"attend_to": "states"}),
+    ("gru_attention", {"query": "position", "embedding_dim": 6})]
 # Feature-aware items (ids + features, and features only) reach every kind of model; they go
 # through the contract and the training checks (every feature table trains).
 FEATURES = {"item_features": synthetic_item_features}
@@ -270,8 +270,10 @@ def test_gru_attention_residual_decoder_starts_as_the_plain_gru_and_learns_to_ad
     projection = model.get_layer("context_projection")
     projection.set_weights([np.eye(16, dtype="float32")])
     states, output = (ops.convert_to_numpy(t) for t in probe(batch()))
+    # The default attends to the input item vectors: the context is theirs, weighed by states.
+    items = keras.Model(model.inputs, model.get_layer("attention_memory").output)(batch())
     context = ops.convert_to_numpy(model.get_layer("attention")(
-        states, padding_mask=batch() != 0)[0])
+        states, padding_mask=batch() != 0, memory=items)[0])
     np.testing.assert_allclose(output, states + context, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"`decoder` must be one of \('tanh', 'linear'"):
         small_model("gru_attention", decoder="bilinear")

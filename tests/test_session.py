@@ -25,7 +25,7 @@ SUPPORTED = [
     ("gru_attention", {"decoder": "tanh", "num_layers": 1}),
     ("gru_attention", {"num_layers": 3, "hidden_dim": 12, "tie_embeddings": False}),
     ("gru_attention", {"use_attention": False}),
-    ("gru_attention", {"attend_to": "items", "num_layers": 2}),
+    ("gru_attention", {"attend_to": "states", "num_layers": 2}),
 ]
 
 
