@@ -5,6 +5,8 @@ choose). The new arms ran with one budget (16 epochs, 15 minutes each, the scrip
 `benchmarks/ablation/gru_attention_beauty.sh`); earlier full-length runs that answer the other
 questions (stack depth, regularisation, item2vec start) are listed beside them with the best
 validation NDCG@10 they had reached within the same 16 epochs, read from their per-epoch curve.
+Two later tables pair full-length runs of one recipe: whether the context helps once it has its
+own dropout, and what the attention reads (`benchmarks/ablation/attention_reads.sh`).
 
     python benchmarks/ablation.py        # writes benchmarks/ABLATION.md
 """
@@ -71,6 +73,32 @@ CONTEXT = [
     ("attention, context dropout 0.5, item features (brand, categories)",
      "gru_attention_exclude_seen_features_residual_learned_od0_cd0.5_layers1_dim128_"
      "dropout0.5_lr5e-3_plateau"),
+]
+
+# What the attention reads (its keys and values): the GRU states (Bahdanau's and NARM's form)
+# or the input item vectors, with a learned query or each position's state as the query.
+# Per dataset one recipe, paired with its states/learned-query arm over the same validation
+# users: Beauty the recipe above, the MovieLens sets `gru_attention`'s defaults from item2vec
+# (the README's main job).
+BEAUTY_RECIPE = "residual_learned_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau"
+READS = [
+    ("amazon-beauty", "gru_attention_exclude_seen_" + BEAUTY_RECIPE, [
+        ("states, learned query (the default before)", "gru_attention_exclude_seen_"
+         + BEAUTY_RECIPE),
+        ("items, learned query (the new default)", "gru_attention_exclude_seen_items_learned_"
+         "residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau"),
+        ("items, position query (the Amazon configuration)", "gru_attention_exclude_seen_"
+         "items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau"),
+        ("states, learned query, width 256", "gru_attention_exclude_seen_dim256_residual_"
+         "learned_od0_cd0.5_layers1_dropout0.5_lr5e-3_plateau"),
+    ]),
+] + [
+    (dataset, "gru_attention_exclude_seen_item2vec", [
+        ("states, learned query (the default before)", "gru_attention_exclude_seen_item2vec"),
+        ("items, learned query (the new default)", "gru_attention_exclude_seen_item2vec_items"),
+        ("items, position query", "gru_attention_exclude_seen_item2vec_items_position"),
+    ])
+    for dataset in ("ml-latest-small", "ml-100k")
 ]
 
 
@@ -180,7 +208,36 @@ def render(dataset="amazon-beauty") -> str:
         lines.append(f"| {arm} | {v['ndcg@10']:.4f} ± {v['ndcg@10_se']:.4f} | {paired} | "
                      f"{row['epochs']} ({row['best_epoch']}) | {row['seconds_per_epoch']} |")
         commands.append(_command(row))
-    lines += ["", "Commands:", ""] + [f"    {c}" for c in commands if c] + [""]
+    lines += [
+        "",
+        "What does the attention read? Its keys and values are the GRU states (Bahdanau's and "
+        "NARM's form) or the input item vectors (after the embedding dropout), so that the "
+        "context is a weighted bag of the items seen so far beside the state's "
+        "recency-ordered summary of them; the query is one learned vector or each position's "
+        "state. Amazon Beauty: the recipe of the table above; ml-latest-small and ml-100k: "
+        "`gru_attention`'s defaults started from item2vec (the README's main job). Each arm is "
+        "paired with its dataset's first row over the same validation users; test NDCG@10 is "
+        "shown, never used to choose. Runs on one machine, but s/epoch of runs that shared "
+        "the 2 cores with other work is inflated (the Beauty items rows and width 256; "
+        "`benchmarks/SPEED.md` has uncontended times).",
+        "",
+        "| dataset | arm | val NDCG@10 | vs first row | test NDCG@10 | epochs (best) | s/epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset, reference_stem, arms in READS:
+        _, reads_reference = _load(dataset, reference_stem)
+        for arm, stem in arms:
+            row, ranks = _load(dataset, stem)
+            if row is None:
+                lines.append(f"| {dataset} | {arm} | not run yet | | | | |")
+                continue
+            v, t = row["metrics"]["validation"], row["metrics"]["test"]
+            paired = "" if stem == reference_stem else _paired(ranks, reads_reference)
+            lines.append(f"| {dataset} | {arm} | {v['ndcg@10']:.4f} ± {v['ndcg@10_se']:.4f} | "
+                         f"{paired} | {t['ndcg@10']:.4f} ± {t['ndcg@10_se']:.4f} | "
+                         f"{row['epochs']} ({row['best_epoch']}) | {row['seconds_per_epoch']} |")
+            commands.append(_command(row))
+    lines += ["", "Commands:", ""] + [f"    {c}" for c in dict.fromkeys(commands) if c] + [""]
     return "\n".join(lines)
 
 
