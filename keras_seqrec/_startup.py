@@ -26,7 +26,11 @@ STARTUP_CHATTER = re.compile(
     r"|cuda_fft|cuda_blas|cuda_diagnostics|cuda_platform|computation_placer)\.cc:\d+\].*"
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate "
     r"compiler flags\."
-    r"|oneDNN custom operations are on\..*)$"
+    r"|oneDNN custom operations are on\..*"
+    # Printed once per process, at the first oneDNN op on a bool tensor (the transpose of the
+    # mask in every masked recurrent layer); the op then runs in Eigen, as it would anyway.
+    r"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with "
+    r"AVX-512\..*)$"
 )
 # "failed call to cuInit" is news on a machine with an NVIDIA driver, noise on one without.
 NO_GPU_CHATTER = re.compile(r"^E\d{4} [\d:. ]+\d+ cuda_platform\.cc:\d+\] failed call to cuInit.*$")
@@ -102,10 +106,12 @@ _DEVICES_LISTED = False
 
 
 def _list_devices(tf) -> None:
-    # The first device query initialises CUDA and prints its verdict; do it while captured.
+    # The first device query initialises CUDA and prints its verdict, and the first oneDNN op
+    # on a bool tensor prints a one-time notice on some CPUs; do both while captured.
     global _DEVICES_LISTED
     if not _DEVICES_LISTED:
         tf.config.list_physical_devices()
+        tf.transpose(tf.zeros((1, 1), tf.bool))
         _DEVICES_LISTED = True
 
 
