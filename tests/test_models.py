@@ -172,6 +172,42 @@ def test_additive_scores_in_blocks_equal_the_direct_tensor_with_gradients(chunk_
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("block_size", [1, 4, 16, 64])
+def test_prefix_softmax_context_equals_the_masked_softmax_with_gradients(block_size):
+    import tensorflow as tf
+
+    from keras_seqrec.layers.bahdanau_attention import prefix_softmax_context
+
+    rng = np.random.default_rng(0)
+    batch, length, dim = 3, 37, 5
+    # Scores 200 apart: a shift by anything but each query's own running maximum would overflow
+    # or wipe out the early positions' weights.
+    scores = tf.constant(rng.normal(size=(batch, length)) * 60, "float32")
+    values = tf.constant(rng.normal(size=(batch, length, dim)), "float32")
+    valid = np.ones((batch, length), bool)
+    valid[0, :9] = False  # left padding
+    valid[1, 20] = False  # a hole
+    valid[2] = False  # nothing at all
+    mix = tf.constant(rng.normal(size=(batch, length, dim)), "float32")
+    allowed = np.tril(np.ones((length, length), bool))[None] & valid[:, None, :]
+    results = []
+    for direct in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch([scores, values])
+            if direct:
+                masked = tf.where(allowed, scores[:, None, :], -1e9)
+                weights = tf.where(allowed, tf.nn.softmax(masked, axis=-1), 0.0)
+                context = weights @ values
+            else:
+                context = prefix_softmax_context(scores, values, valid, block_size=block_size)
+            loss = tf.reduce_sum(context * mix)
+        results.append([context] + tape.gradient(loss, [scores, values]))
+    for want, got in zip(*results):
+        assert np.all(np.isfinite(got.numpy()))
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.all(results[1][0].numpy()[2] == 0.0)  # no valid position: zero context
+
+
 @pytest.mark.parametrize("query", ["position", "learned"])
 @pytest.mark.parametrize("with_memory", [False, True])
 def test_attention_layer_equals_the_additive_formula_written_out_in_numpy(query, with_memory):

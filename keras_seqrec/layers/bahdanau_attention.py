@@ -73,6 +73,79 @@ def additive_scores(query, key, score_vector, chunk_size: int = QUERY_BLOCK):
     return scores[:, :queries]
 
 
+PREFIX_BLOCK = 16  # positions per block of `prefix_softmax_context`
+
+
+def prefix_softmax_context(scores, values, valid, block_size: int = PREFIX_BLOCK):
+    """`context[b, t] = sum_{s <= t} softmax(scores[b, :t+1])[s] * values[b, s]` over the valid
+    positions, in time and memory linear in the length: the causal attention of one query that
+    is the same at every position (the learned query), never forming `(batch, length, length)`.
+
+    `scores` `(batch, length)`, `values` `(batch, length, dim)`, `valid` bool `(batch, length)`;
+    returns float32 `(batch, length, dim)`, zero where no valid position is at or before t.
+    Positions are cut into blocks of `block_size`: inside a block the weights are a
+    `(block, block)` triangle, across blocks each earlier block enters through its summary (its
+    largest score, the sum of its exponentials and of its weighted values). Every exponent is a
+    score minus the largest score up to the query, so nothing overflows and nothing that
+    matters underflows: values and gradients equal the direct masked softmax to float32
+    round-off (`tests/test_models.py`). At ML-1M's length 200 it holds `batch * length * 29`
+    weights instead of `batch * length * 200`.
+
+    Example:
+
+    >>> values = ops.reshape(ops.arange(3.0), (1, 3, 1))
+    >>> context = prefix_softmax_context(ops.zeros((1, 3)), values, ops.ones((1, 3), "bool"))
+    >>> [round(float(x), 4) for x in context[0, :, 0]]  # running means of 0, 1, 2
+    [0.0, 0.5, 1.0]
+    """
+    scores = ops.cast(scores, "float32")
+    values = ops.cast(values, "float32")
+    valid = ops.cast(valid, "bool")
+    batch, length = ops.shape(scores)[0], ops.shape(scores)[1]
+    dim = ops.shape(values)[-1]
+    blocks = (length + block_size - 1) // block_size
+    pad = blocks * block_size - length
+    low = ops.cast(MASKED_SCORE, "float32")
+    scores = ops.where(valid, scores, low)
+    scores = ops.reshape(ops.pad(scores, [[0, 0], [0, pad]], constant_values=MASKED_SCORE),
+                         (batch, blocks, block_size))
+    weight_mask = ops.reshape(ops.pad(ops.cast(valid, "float32"), [[0, 0], [0, pad]]),
+                              (batch, blocks, block_size))
+    values = ops.reshape(ops.pad(values, [[0, 0], [0, pad], [0, 0]]),
+                         (batch, blocks, block_size, dim))
+
+    within = ops.tril(ops.ones((block_size, block_size), "bool"))  # s <= t inside a block
+    before = ops.tril(ops.ones((blocks, blocks), "bool"), -1)  # block j < block i
+    # The shifts cancel in the ratio, so no gradient flows through them.
+    fixed = ops.stop_gradient(scores)
+    block_max = ops.max(fixed, axis=-1)  # (batch, blocks)
+    earlier_max = ops.max(ops.where(before, ops.expand_dims(block_max, 1), low), axis=-1)
+    running_max = ops.max(ops.where(within, ops.expand_dims(fixed, 2), low), axis=-1)
+    shift = ops.maximum(running_max, ops.expand_dims(earlier_max, -1))  # (batch, blocks, t)
+
+    # Each exponent is chosen before `exp` (masked ones become `low`, whose exp is 0), so no
+    # masked-out term can overflow and poison a gradient.
+    # Inside the query's block: (batch, blocks, t, s).
+    allowed = ops.logical_and(within, ops.expand_dims(weight_mask > 0, 2))
+    inner = ops.exp(ops.where(allowed, ops.expand_dims(scores, 2) - ops.expand_dims(shift, -1),
+                              low))
+    numerator = ops.matmul(inner, values)
+    denominator = ops.sum(inner, axis=-1)
+    # Earlier blocks through their summaries at their own maximum: (batch, blocks, dim), ...
+    own = ops.exp(ops.where(weight_mask > 0, scores - ops.expand_dims(block_max, -1), low))
+    block_values = ops.einsum("bjs,bjsd->bjd", own, values)
+    block_sums = ops.sum(own, axis=-1)
+    # ... rescaled to each query's shift: (batch, blocks i, t, blocks j).
+    across = ops.exp(ops.where(
+        ops.expand_dims(before, 1),
+        ops.expand_dims(ops.expand_dims(block_max, 1), 1) - ops.expand_dims(shift, -1), low))
+    numerator = numerator + ops.einsum("bitj,bjd->bitd", across, block_values)
+    denominator = denominator + ops.einsum("bitj,bj->bit", across, block_sums)
+    context = numerator / ops.expand_dims(ops.maximum(denominator, 1e-30), -1)
+    context = ops.where(ops.expand_dims(denominator > 0, -1), context, 0.0)
+    return ops.reshape(context, (batch, blocks * block_size, dim))[:, :length]
+
+
 @keras.saving.register_keras_serializable(package="keras_seqrec")
 class CausalBahdanauAttention(keras.layers.Layer):
     """Additive attention where position t attends to positions s <= t that are not padding.
@@ -174,9 +247,18 @@ class CausalBahdanauAttention(keras.layers.Layer):
             real_query = real[:, -1:] if last_only else real
             allowed = ops.logical_and(allowed, ops.expand_dims(real, 1))  # key is real
             allowed = ops.logical_and(allowed, ops.expand_dims(real_query, 2))  # query is real
-        scores = ops.where(allowed, scores, ops.cast(MASKED_SCORE, "float32"))
-        weights = ops.softmax(scores, axis=-1)
+        masked = ops.where(allowed, scores, ops.cast(MASKED_SCORE, "float32"))
+        weights = ops.softmax(masked, axis=-1)
         weights = ops.where(allowed, weights, ops.zeros_like(weights))
+        if self.query == "learned" and not last_only:
+            # The same scores for every query: running sums instead of the (length, length)
+            # weights, which a compiled graph then computes only where they are used
+            # (explanations), not for training or scoring.
+            real = (ops.ones((ops.shape(inputs)[0], length), "bool") if padding_mask is None
+                    else ops.cast(padding_mask, "bool"))
+            context = prefix_softmax_context(scores[:, 0, :], memory, real)
+            context = ops.where(ops.expand_dims(real, -1), context, 0.0)
+            return ops.cast(context, memory.dtype), weights
         context = ops.matmul(ops.cast(weights, memory.dtype), memory)
         return context, weights
 
