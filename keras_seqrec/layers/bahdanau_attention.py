@@ -163,8 +163,10 @@ class CausalBahdanauAttention(keras.layers.Layer):
             trained vector q for every position, `score(s) = v^T tanh(q + W_k h_s)` (the global
             query of self-attentive pooling): position t still weighs only s <= t, but a key's
             score no longer depends on t, so the layer never forms the
-            `(batch, length, length, units)` energies and costs `batch * length * units` plus
-            the `batch * length^2` weights.
+            `(batch, length, length, units)` energies, and its context is a running softmax
+            (`prefix_softmax_context`): time and memory linear in the length. The
+            `(batch, length, length)` weights it also returns are computed only where they
+            are used (a compiled graph drops them from training and scoring).
 
     Call arguments:
         inputs: hidden states `(batch, length, dim)`: the queries, and the keys and values
