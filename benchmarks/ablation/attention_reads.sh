@@ -3,7 +3,7 @@
 # (a learned query or each position's state). Full-length runs, chosen on validation; the
 # states/learned-query arm of each recipe is already committed (Beauty: `residual_learned_od0_
 # cd0.5_...`; MovieLens: `item2vec`). `python benchmarks/ablation.py` renders the table.
-# About 45 minutes on 2 cores: the Beauty arms take 10-15 each, the MovieLens ones 2-3.
+# About 70 minutes on 2 cores: the Beauty arms take 10-15 each, ML-1M 25, the others 2-3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 beauty=(--dataset amazon-beauty --models gru_attention --exclude-seen --epochs 80 --patience 8
@@ -24,5 +24,8 @@ for dataset in ml-latest-small ml-100k; do
     run --dataset "$dataset" --exclude-seen --models gru_attention --item2vec --no-render \
         --param attend_to=items --param query=position --tag item2vec_items_position
 done
+run --dataset ml-1m --models gru_attention --exclude-seen --epochs 200 --patience 8 \
+    --learning-rate 5e-3 --batch-size 128 --lr-plateau 2 --time-limit 35 --verbose 2 --no-render \
+    --param attend_to=items --tag items_lr5e-3_plateau
 python benchmarks/run.py --render-only
 python benchmarks/ablation.py
