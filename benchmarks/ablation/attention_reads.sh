@@ -14,6 +14,8 @@ beauty=(--dataset amazon-beauty --models gru_attention --exclude-seen --epochs 8
 run() { python -W ignore benchmarks/run.py "$@"; }
 run "${beauty[@]}" --time-limit 20 --param attend_to=items --param query=position \
     --tag items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau
+run "${beauty[@]}" --time-limit 30 --param attend_to=items --param query=position --seed 1 \
+    --tag items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau_seed1
 run "${beauty[@]}" --time-limit 20 --param attend_to=items --param query=learned \
     --tag items_learned_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau
 run "${beauty[@]}" --time-limit 25 --param embedding_dim=256 --param hidden_dim=256 \
