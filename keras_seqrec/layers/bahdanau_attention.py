@@ -141,8 +141,11 @@ def prefix_softmax_context(scores, values, valid, block_size: int = PREFIX_BLOCK
         ops.expand_dims(ops.expand_dims(block_max, 1), 1) - ops.expand_dims(shift, -1), low))
     numerator = numerator + ops.einsum("bitj,bjd->bitd", across, block_values)
     denominator = denominator + ops.einsum("bitj,bj->bit", across, block_sums)
-    context = numerator / ops.expand_dims(ops.maximum(denominator, 1e-30), -1)
-    context = ops.where(ops.expand_dims(denominator > 0, -1), context, 0.0)
+    # Queries with nothing before them divide by 1, not by a tiny number whose square would
+    # underflow to a 0/0 in the division's gradient.
+    some = ops.expand_dims(denominator > 0, -1)
+    context = numerator / ops.where(some, ops.expand_dims(denominator, -1), 1.0)
+    context = ops.where(some, context, 0.0)
     return ops.reshape(context, (batch, blocks * block_size, dim))[:, :length]
 
 
