@@ -91,6 +91,9 @@ READS = [
          "items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau"),
         ("the same, seed 1", "gru_attention_exclude_seen_items_position_residual_od0_cd0.5_"
          "layers1_dim128_dropout0.5_lr5e-3_plateau_seed1"),
+        ("the same with brand and categories (`--item-features`)",
+         "gru_attention_exclude_seen_features_items_position_residual_od0_cd0.5_layers1_dim128_"
+         "dropout0.5_lr5e-3_plateau"),
         ("states, learned query, width 256", "gru_attention_exclude_seen_dim256_residual_"
          "learned_od0_cd0.5_layers1_dropout0.5_lr5e-3_plateau"),
     ]),

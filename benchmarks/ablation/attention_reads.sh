@@ -3,7 +3,7 @@
 # (a learned query or each position's state). Full-length runs, chosen on validation; the
 # states/learned-query arm of each recipe is already committed (Beauty: `residual_learned_od0_
 # cd0.5_...`; MovieLens: `item2vec`). `python benchmarks/ablation.py` renders the table.
-# About 70 minutes on 2 cores: the Beauty arms take 10-15 each, ML-1M 25, the others 2-3.
+# About 90 minutes on 2 cores: the Beauty arms take 10-15 each, ML-1M 25, the others 2-3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 beauty=(--dataset amazon-beauty --models gru_attention --exclude-seen --epochs 80 --patience 8
@@ -16,6 +16,8 @@ run "${beauty[@]}" --time-limit 20 --param attend_to=items --param query=positio
     --tag items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau
 run "${beauty[@]}" --time-limit 30 --param attend_to=items --param query=position --seed 1 \
     --tag items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau_seed1
+run "${beauty[@]}" --time-limit 22 --param attend_to=items --param query=position --item-features \
+    --tag features_items_position_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau
 run "${beauty[@]}" --time-limit 20 --param attend_to=items --param query=learned \
     --tag items_learned_residual_od0_cd0.5_layers1_dim128_dropout0.5_lr5e-3_plateau
 run "${beauty[@]}" --time-limit 25 --param embedding_dim=256 --param hidden_dim=256 \
