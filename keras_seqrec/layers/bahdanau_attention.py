@@ -109,8 +109,8 @@ def prefix_softmax_context(scores, values, valid, block_size: int = PREFIX_BLOCK
     scores = ops.where(valid, scores, low)
     scores = ops.reshape(ops.pad(scores, [[0, 0], [0, pad]], constant_values=MASKED_SCORE),
                          (batch, blocks, block_size))
-    weight_mask = ops.reshape(ops.pad(ops.cast(valid, "float32"), [[0, 0], [0, pad]]),
-                              (batch, blocks, block_size))
+    present = ops.reshape(ops.pad(ops.cast(valid, "int32"), [[0, 0], [0, pad]]),
+                          (batch, blocks, block_size)) > 0
     values = ops.reshape(ops.pad(values, [[0, 0], [0, pad], [0, 0]]),
                          (batch, blocks, block_size, dim))
 
@@ -126,13 +126,13 @@ def prefix_softmax_context(scores, values, valid, block_size: int = PREFIX_BLOCK
     # Each exponent is chosen before `exp` (masked ones become `low`, whose exp is 0), so no
     # masked-out term can overflow and poison a gradient.
     # Inside the query's block: (batch, blocks, t, s).
-    allowed = ops.logical_and(within, ops.expand_dims(weight_mask > 0, 2))
+    allowed = ops.logical_and(within, ops.expand_dims(present, 2))
     inner = ops.exp(ops.where(allowed, ops.expand_dims(scores, 2) - ops.expand_dims(shift, -1),
                               low))
     numerator = ops.matmul(inner, values)
     denominator = ops.sum(inner, axis=-1)
     # Earlier blocks through their summaries at their own maximum: (batch, blocks, dim), ...
-    own = ops.exp(ops.where(weight_mask > 0, scores - ops.expand_dims(block_max, -1), low))
+    own = ops.exp(ops.where(present, scores - ops.expand_dims(block_max, -1), low))
     block_values = ops.einsum("bjs,bjsd->bjd", own, values)
     block_sums = ops.sum(own, axis=-1)
     # ... rescaled to each query's shift: (batch, blocks i, t, blocks j).
@@ -247,8 +247,8 @@ class CausalBahdanauAttention(keras.layers.Layer):
         scores = self._scores(inputs, memory, last_only)
         allowed = ops.expand_dims(query_positions, 1) >= ops.expand_dims(positions, 0)  # s <= t
         allowed = ops.expand_dims(allowed, 0)
-        if padding_mask is not None:
-            real = ops.cast(padding_mask, "bool")
+        real = None if padding_mask is None else ops.cast(padding_mask, "bool")
+        if real is not None:
             real_query = real[:, -1:] if last_only else real
             allowed = ops.logical_and(allowed, ops.expand_dims(real, 1))  # key is real
             allowed = ops.logical_and(allowed, ops.expand_dims(real_query, 2))  # query is real
@@ -259,8 +259,8 @@ class CausalBahdanauAttention(keras.layers.Layer):
             # The same scores for every query: running sums instead of the (length, length)
             # weights, which a compiled graph then computes only where they are used
             # (explanations), not for training or scoring.
-            real = (ops.ones((ops.shape(inputs)[0], length), "bool") if padding_mask is None
-                    else ops.cast(padding_mask, "bool"))
+            if real is None:
+                real = ops.ones((ops.shape(inputs)[0], length), "bool")
             context = prefix_softmax_context(scores[:, 0, :], memory, real)
             context = ops.where(ops.expand_dims(real, -1), context, 0.0)
             return ops.cast(context, memory.dtype), weights

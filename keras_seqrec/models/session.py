@@ -29,7 +29,7 @@ import keras
 from keras import ops
 
 from keras_seqrec.models import common
-from keras_seqrec.models.gru_attention import MEMORY, _decode, attention_layer
+from keras_seqrec.models.gru_attention import _decode, attention_layer, attention_memory
 
 _CELLS = ("gru", "lstm", "rnn")
 
@@ -96,11 +96,10 @@ class RecurrentSession:
         self.layers = layers
         self.state_size = sum(sum(s) for s in self._sizes) + 1
         # With attend_to="items" the attention averages the input item vectors, else the states.
-        self.attend_items = MEMORY in layers
+        memory = attention_memory(model)
+        self.attend_items = memory is not None
         if self.attention is not None:
-            value_dim = (layers[MEMORY].output.shape[-1] if self.attend_items
-                         else self.hidden_dim)
-            self.state_size += 2 + value_dim
+            self.state_size += 2 + (memory.shape[-1] if self.attend_items else self.hidden_dim)
 
     def events(self, state):
         """The number of known events each session has read, `(batch,)`."""
