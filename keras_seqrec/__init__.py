@@ -36,6 +36,7 @@ from keras_seqrec.data import (  # noqa: E402
     Sequences,
     Vocabulary,
     prepare,
+    prepare_parquet,
 )
 from keras_seqrec.evaluation import evaluate_recommender  # noqa: E402
 from keras_seqrec.export import Recommender, export_saved_model  # noqa: E402
@@ -67,6 +68,7 @@ __all__ = [
     "losses",
     "models",
     "prepare",
+    "prepare_parquet",
     "training",
     "update",
 ]

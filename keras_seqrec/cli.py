@@ -32,9 +32,39 @@ def _load_interactions(args):
     )
 
 
+def _prepare_out_of_core(args):
+    from keras_seqrec.data.out_of_core import prepare_parquet
+
+    if not os.path.exists(args.dataset):
+        raise CliError(f"--out-of-core reads a Parquet file or folder; {args.dataset!r} is "
+                       "neither.")
+    min_rating = args.min_rating
+    if min_rating is not None and (min_rating < 0 or args.rating_col is None):
+        if min_rating >= 0:
+            print("note: no --rating-col, so every interaction counts (--min-rating ignored).",
+                  file=sys.stderr)
+        min_rating = None
+    if getattr(args, "tie_break", "file") != "file":
+        raise CliError("--out-of-core breaks ties in file order only; drop --tie-break.")
+    try:
+        return None, prepare_parquet(
+            args.dataset, user_col=args.user_col, item_col=args.item_col,
+            time_col=args.time_col, rating_col=args.rating_col, max_len=args.max_len,
+            min_rating=min_rating, min_user_interactions=args.min_user_interactions,
+            min_item_interactions=args.min_item_interactions,
+            drop_duplicates=not getattr(args, "keep_duplicates", False),
+            seed=getattr(args, "seed", 0) or 0,
+            cold_items=getattr(args, "cold_items", 0.0) or 0.0,
+            memory_limit=args.memory_limit)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        raise CliError(str(error)) from None
+
+
 def _prepare(args):
     from keras_seqrec import prepare
 
+    if getattr(args, "out_of_core", False):
+        return _prepare_out_of_core(args)
     log = _load_interactions(args)
     min_rating = args.min_rating
     if min_rating is not None and min_rating < 0:
@@ -91,6 +121,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="implicit-feedback threshold where the data has ratings (-1: none)")
     g.add_argument("--min-user-interactions", type=int, default=5)
     g.add_argument("--min-item-interactions", type=int, default=5)
+    g.add_argument("--out-of-core", action="store_true",
+                   help="prepare a --dataset Parquet file or folder larger than memory "
+                        "through DuckDB (same sequences and splits as in memory; needs "
+                        "pip install 'keras-seqrec[large]')")
+    g.add_argument("--memory-limit", default="3GB",
+                   help="DuckDB's memory limit with --out-of-core; it spills beyond it")
     g.add_argument("--user-col", default="user")
     g.add_argument("--item-col", default="item")
     g.add_argument("--time-col", default="timestamp")
@@ -904,10 +940,11 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     g.add_argument("--exclude-seen", action="store_true",
                    help="remove items already in the history from the rankings")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--distribution", default=None, metavar="data|model[:N]",
+    g.add_argument("--distribution", default=None, metavar="data|model[:N]|mirrored",
                    help="train on every device JAX sees (KERAS_BACKEND=jax): 'data' "
                         "replicates the model, 'model:N' also splits the item tables over N "
-                        "devices (keras_seqrec.distribution)")
+                        "devices; on TensorFlow 'mirrored' replicates it with "
+                        "MirroredStrategy (keras_seqrec.distribution)")
     g.add_argument("--tensorboard-dir", default=None)
     g.add_argument("--output", default=None,
                    help="run folder (default runs/<model>); it must be empty or missing, hold "

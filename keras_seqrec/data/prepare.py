@@ -16,23 +16,40 @@ SPLITS = ("leave_one_out", "temporal")
 TIE_BREAKS = ("file", "random")
 
 
+def k_core_mask(user_codes: np.ndarray, item_codes: np.ndarray, min_user: int,
+                min_item: int) -> np.ndarray:
+    """Which interactions survive iterative k-core filtering: drop users with fewer than
+    `min_user` and items with fewer than `min_item` interactions until both bounds hold.
+
+    Works on dense integer codes and holds one boolean per interaction plus one copy of the
+    surviving codes at a time, so it runs on logs of hundreds of millions of rows.
+
+    Example:
+
+    >>> k_core_mask(np.array([0, 0, 1]), np.array([0, 1, 0]), 2, 1).tolist()
+    [True, True, False]
+    """
+    keep = np.ones(len(user_codes), dtype=bool)
+    if min_user <= 1 and min_item <= 1:
+        return keep
+    num_users, num_items = int(user_codes.max()) + 1, int(item_codes.max()) + 1
+    while True:
+        users_ok = np.bincount(user_codes[keep], minlength=num_users) >= min_user
+        items_ok = np.bincount(item_codes[keep], minlength=num_items) >= min_item
+        ok = users_ok[user_codes]
+        ok &= items_ok[item_codes]
+        ok &= keep
+        if np.array_equal(ok, keep) or not ok.any():
+            return ok
+        keep = ok
+
+
 def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
     """Iteratively drop users and items with too few interactions until both bounds hold."""
     if min_user <= 1 and min_item <= 1:
         return frame
-    user_codes = pd.factorize(frame[USER])[0]
-    item_codes = pd.factorize(frame[ITEM])[0]
-    keep = np.ones(len(frame), dtype=bool)
-    while True:
-        u = user_codes[keep]
-        i = item_codes[keep]
-        ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
-        if ok.all():
-            break
-        idx = np.flatnonzero(keep)
-        keep[idx[~ok]] = False
-        if not keep.any():
-            break
+    keep = k_core_mask(pd.factorize(frame[USER])[0], pd.factorize(frame[ITEM])[0],
+                       min_user, min_item)
     return frame[keep]
 
 
@@ -129,30 +146,10 @@ def prepare(
             "`interactions` must be an `Interactions` (see keras_seqrec.datasets); got "
             f"{type(interactions).__name__}."
         )
-    if not isinstance(max_len, (int, np.integer)) or max_len < 2:
-        raise ValueError(f"`max_len` must be an integer >= 2; got {max_len!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}; got {split!r}.")
-    for arg, value in (("min_user_interactions", min_user_interactions),
-                       ("min_item_interactions", min_item_interactions)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be an integer >= 1; got {value!r}.")
-    if split == "temporal":
-        if valid_start is None or test_start is None:
-            raise ValueError(
-                "The temporal split needs both `valid_start` and `test_start` (timestamps in the "
-                "log's unit, valid_start <= test_start)."
-            )
-        if valid_start > test_start:
-            raise ValueError(
-                f"`valid_start` ({valid_start}) must not be after `test_start` ({test_start})."
-            )
-    elif valid_start is not None or test_start is not None:
-        raise ValueError("`valid_start`/`test_start` only apply to split='temporal'.")
-    if tie_break not in TIE_BREAKS:
-        raise ValueError(f"`tie_break` must be one of {TIE_BREAKS}; got {tie_break!r}.")
-    if not 0.0 <= cold_items < 1.0:
-        raise ValueError(f"`cold_items` is a share of the items in [0, 1); got {cold_items!r}.")
+    _check_settings(max_len=max_len, split=split, valid_start=valid_start,
+                    test_start=test_start, tie_break=tie_break, cold_items=cold_items,
+                    min_user_interactions=min_user_interactions,
+                    min_item_interactions=min_item_interactions, session_gap=session_gap)
 
     frame = interactions.frame
     info = {"name": interactions.name, "raw": interactions.describe()}
@@ -201,11 +198,66 @@ def prepare(
         new = present[vocabulary.lookup(present) == 0]
         vocabulary = vocabulary.extended(new) if len(new) else vocabulary
     items = vocabulary.lookup(frame[ITEM].to_numpy()[order])
-    users = np.asarray(user_ids)
+    settings = {"max_len": int(max_len), "min_rating": min_rating,
+                "min_user_interactions": int(min_user_interactions),
+                "min_item_interactions": int(min_item_interactions), "split": split,
+                "session_gap": session_gap, "drop_duplicates": bool(drop_duplicates),
+                "tie_break": tie_break, **({"seed": int(seed)} if tie_break == "random"
+                                           else {})}
+    return assemble(interactions.name, info, np.asarray(user_ids), user_codes, items,
+                    timestamps, vocabulary, settings, valid_start=valid_start,
+                    test_start=test_start, cold_items=cold_items, seed=seed,
+                    item_data=interactions.items)
+
+
+def _check_settings(*, max_len, split, valid_start, test_start, tie_break, cold_items,
+                    min_user_interactions, min_item_interactions, session_gap) -> None:
+    if not isinstance(max_len, (int, np.integer)) or max_len < 2:
+        raise ValueError(f"`max_len` must be an integer >= 2; got {max_len!r}.")
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}; got {split!r}.")
+    for arg, value in (("min_user_interactions", min_user_interactions),
+                       ("min_item_interactions", min_item_interactions)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be an integer >= 1; got {value!r}.")
+    if split == "temporal":
+        if valid_start is None or test_start is None:
+            raise ValueError(
+                "The temporal split needs both `valid_start` and `test_start` (timestamps in the "
+                "log's unit, valid_start <= test_start)."
+            )
+        if valid_start > test_start:
+            raise ValueError(
+                f"`valid_start` ({valid_start}) must not be after `test_start` ({test_start})."
+            )
+    elif valid_start is not None or test_start is not None:
+        raise ValueError("`valid_start`/`test_start` only apply to split='temporal'.")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"`tie_break` must be one of {TIE_BREAKS}; got {tie_break!r}.")
+    if not 0.0 <= cold_items < 1.0:
+        raise ValueError(f"`cold_items` is a share of the items in [0, 1); got {cold_items!r}.")
+    if session_gap is not None and session_gap <= 0:
+        raise ValueError(f"`session_gap` must be > 0; got {session_gap}.")
+
+
+def assemble(name: str, info: dict, users: np.ndarray, user_codes: np.ndarray,
+             items: np.ndarray, timestamps: Optional[np.ndarray], vocabulary: Vocabulary,
+             settings: dict, *, valid_start=None, test_start=None, cold_items: float = 0.0,
+             seed: int = 0, item_data: Optional[pd.DataFrame] = None) -> SequenceDataset:
+    """The part of `prepare` after filtering, shared with `prepare_parquet`: sessions, the
+    split and the cold items, from the kept interactions in time order.
+
+    Args:
+        users: raw id of every user code (sorted).
+        user_codes: each interaction's user code, non-decreasing.
+        items: each interaction's vocabulary index, in time order within its user.
+        timestamps: aligned with `items`; may be None for a leave-one-out split without
+            sessions, which does not read them.
+        settings: what `describe()["settings"]` reports.
+    """
+    session_gap, split = settings["session_gap"], settings["split"]
     last_session = None
     if session_gap is not None:
-        if session_gap <= 0:
-            raise ValueError(f"`session_gap` must be > 0; got {session_gap}.")
         starts = np.ones(len(items), dtype=bool)
         starts[1:] = (user_codes[1:] != user_codes[:-1]) | (
             np.diff(timestamps) > session_gap
@@ -217,18 +269,16 @@ def prepare(
         users = np.char.add(np.char.add(owner, ":"), number.astype(str))
         user_codes = session
         last_session = np.r_[owner_codes[1:] != owner_codes[:-1], True]
-    lengths = np.bincount(user_codes, minlength=len(users))
-    full = Sequences.from_lengths(items, lengths)
+    # Codes are sorted, so each user's count is where the next user starts (no int64 copy
+    # of a long log, as bincount would make).
+    user_codes = np.asarray(user_codes)
+    bounds = np.searchsorted(user_codes, np.arange(len(users) + 1, dtype=user_codes.dtype))
+    full = Sequences.from_lengths(items, np.diff(bounds))
 
     info.update(
         filtered={"users": len(users), "items": vocabulary.num_items,
                   "interactions": len(items)},
-        settings={"max_len": int(max_len), "min_rating": min_rating,
-                  "min_user_interactions": int(min_user_interactions),
-                  "min_item_interactions": int(min_item_interactions), "split": split,
-                  "session_gap": session_gap, "drop_duplicates": bool(drop_duplicates),
-                  "tie_break": tie_break, **({"seed": int(seed)} if tie_break == "random"
-                                             else {})},
+        settings=dict(settings),
     )
     if split == "leave_one_out":
         train, validation, test, split_info = _leave_one_out(full, users, last_session)
@@ -245,14 +295,14 @@ def prepare(
         info["settings"].update(cold_items=float(cold_items), seed=int(seed))
         info["split"]["train_interactions"] = int(len(train.values))
     return SequenceDataset(
-        name=interactions.name,
+        name=name,
         vocabulary=vocabulary,
-        max_len=int(max_len),
+        max_len=int(settings["max_len"]),
         users=users,
         train=train,
         validation=validation,
         test=test,
-        items=interactions.items,
+        items=item_data,
         info=info,
         cold_items=cold,
     )
@@ -285,15 +335,11 @@ def _leave_one_out(full: Sequences, users: np.ndarray, last_session=None):
     # Short users train on everything and are evaluated nowhere (documented rule).
     train = full.head(np.where(splittable, lengths - 2, lengths))
     rows = np.flatnonzero(splittable)
-    evaluable = full.take(rows)
-    ev_len = evaluable.lengths
-    validation = EvalSplit(
-        "validation", users[rows], evaluable.head(ev_len - 2),
-        evaluable.values[evaluable.offsets[1:] - 2],
-    )
-    test = EvalSplit(
-        "test", users[rows], evaluable.head(ev_len - 1), evaluable.last(),
-    )
+    ends = full.offsets[rows + 1]
+    validation = EvalSplit("validation", users[rows], full.prefixes(rows, lengths[rows] - 2),
+                           full.values[ends - 2])
+    test = EvalSplit("test", users[rows], full.prefixes(rows, lengths[rows] - 1),
+                     full.values[ends - 1])
     info = {
         "train_interactions": int(len(train.values)),
         "validation_examples": len(validation),

@@ -105,7 +105,34 @@ class Sequences:
     def head(self, lengths: np.ndarray) -> "Sequences":
         """Keep the first `lengths[i]` items of every row (clipped to the row length)."""
         lengths = np.minimum(np.maximum(np.asarray(lengths, dtype=np.int64), 0), self.lengths)
-        return self.slices(np.arange(len(self)), 0, lengths)
+        return self.prefixes(np.arange(len(self)), lengths)
+
+    def prefixes(self, rows: np.ndarray, lengths: np.ndarray) -> "Sequences":
+        """Row i of the result is `self[rows[i]][:lengths[i]]`, for increasing `rows`.
+
+        The same as `slices(rows, 0, lengths)`, through one boolean per value instead of an
+        int64 index per kept value: what splitting a log of hundreds of millions needs.
+
+        Example:
+
+        >>> Sequences.from_lists([[1, 2, 3], [4], [5, 6]]).prefixes([0, 2], [2, 1]).tolist()
+        [[1, 2], [5]]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = np.broadcast_to(np.asarray(lengths, dtype=np.int64), rows.shape)
+        if (np.diff(rows) <= 0).any():
+            raise ValueError("`rows` must be increasing.")
+        if ((lengths < 0) | (lengths > self.lengths[rows])).any():
+            raise ValueError("Prefixes must lie inside their rows.")
+        # +1 where a kept run starts and -1 where it ends; runs of increasing rows never
+        # overlap, so the running sum is 1 inside a run and 0 elsewhere.
+        nonempty = lengths > 0
+        starts = self.offsets[:-1][rows[nonempty]]
+        edges = np.zeros(len(self.values) + 1, dtype=np.int8)
+        edges[starts] += 1
+        edges[starts + lengths[nonempty]] -= 1
+        keep = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+        return Sequences.from_lengths(self.values[keep], lengths)
 
     def without(self, drop: np.ndarray) -> "Sequences":
         """The same rows with every value `v` where `drop[v]` is True removed (order kept).
