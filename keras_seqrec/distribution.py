@@ -1,6 +1,8 @@
-"""Training on several devices through Keras' own distribution API (JAX backend).
+"""Training on several devices: Keras' own distribution API (JAX backend), or TensorFlow's
+`tf.distribute.MirroredStrategy` (TensorFlow backend).
 
-`keras.distribution` does the work; this module only says how the zoo's weights are laid out:
+`keras.distribution` and `tf.distribute` do the work; this module only says how the zoo's
+weights are laid out:
 
 - `data_parallel()`: every device holds all the weights and a slice of each batch.
 - `model_parallel(model_devices)`: a `(batch, model)` device mesh; the item tables (the
@@ -10,6 +12,9 @@
   one device; everything else is replicated, and batches are split over the `batch` axis.
   The width is split rather than the item rows because a catalogue of `num_items + 1` rows is
   rarely divisible by the number of devices, which row sharding requires.
+- `mirrored()` (TensorFlow backend): `tf.distribute.MirroredStrategy`, every device holds all
+  the weights and a slice of each batch, as `data_parallel()` on JAX; Keras' `fit`
+  distributes the batches and sums the gradients across replicas.
 
 Build and train inside the distribution's scope (`build_and_fit(..., distribution=...)` and
 `keras-seqrec train --distribution` do):
@@ -81,10 +86,31 @@ def model_parallel(model_devices: int = 2, devices: Optional[Sequence] = None
     return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
 
 
+def mirrored(devices: Optional[Sequence[str]] = None):
+    """`tf.distribute.MirroredStrategy` over `devices` (default: every GPU, else the CPU), for
+    the TensorFlow backend. Logical CPU devices set up before TensorFlow starts
+    (`tf.config.set_logical_device_configuration`) let it run on a CPU.
+
+    Raises:
+        ValueError: the backend is not TensorFlow.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"MirroredStrategy is TensorFlow's; this process runs "
+            f"{keras.backend.backend()!r}. Use 'data' (keras.distribution) on JAX, or start "
+            "it with KERAS_BACKEND=tensorflow.")
+    import tensorflow as tf
+
+    if devices is None:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=list(devices))
+
+
 def get(spec: Union[None, str, "keras.distribution.DataParallel",
                     "keras.distribution.ModelParallel"]):
-    """A distribution from `None`, `"data"`, `"model"`, `"model:N"` (N model devices) or a
-    Keras distribution object.
+    """A distribution from `None`, `"data"`, `"model"`, `"model:N"` (N model devices),
+    `"mirrored"` (TensorFlow), or a Keras distribution or `tf.distribute` strategy object.
 
     Example:
 
@@ -96,6 +122,8 @@ def get(spec: Union[None, str, "keras.distribution.DataParallel",
     name, _, count = str(spec).partition(":")
     if name == "data" and not count:
         return data_parallel()
+    if name == "mirrored" and not count:
+        return mirrored()
     if name == "model":
         try:
             return model_parallel(int(count) if count else 2)
@@ -103,7 +131,8 @@ def get(spec: Union[None, str, "keras.distribution.DataParallel",
             if "must divide" in str(error) or "JAX" in str(error):
                 raise
             raise ValueError(f"Cannot read {spec!r}: 'model:N' takes a number.") from None
-    raise ValueError(f"A distribution is 'data', 'model' or 'model:N'; got {spec!r}.")
+    raise ValueError(f"A distribution is 'data', 'model', 'model:N' or 'mirrored'; got "
+                     f"{spec!r}.")
 
 
 def shard_shapes(variable) -> list[tuple]:

@@ -595,9 +595,9 @@ def build_and_fit(
         item_features: an `ItemFeatures` of `data.vocabulary` for the model's items (kept
             apart from `hyperparameters`, which stay plain values a result JSON can record).
         seed: seeds the initial weights, item2vec and training.
-        distribution: build and train on several devices (JAX backend): `"data"`,
-            `"model"`, `"model:N"` or a `keras.distribution` object; see
-            `keras_seqrec.distribution`.
+        distribution: build and train on several devices: `"data"`, `"model"`,
+            `"model:N"` or a `keras.distribution` object (JAX backend), `"mirrored"` or a
+            `tf.distribute` strategy (TensorFlow backend); see `keras_seqrec.distribution`.
         **fit_args: `fit_recommender`'s arguments.
 
     Example:
