@@ -32,6 +32,17 @@ def _load_interactions(args):
     )
 
 
+def _process_count() -> int:
+    """How many processes trained together (several only under keras.distribution, JAX)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
 def _prepare_out_of_core(args):
     from keras_seqrec.data.out_of_core import prepare_parquet
 
@@ -242,6 +253,8 @@ def _check_train_args(args) -> None:
         from keras_seqrec import distribution
 
         try:
+            if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") != "1":
+                distribution.initialize()  # one of several processes: join them first
             distribution.get(args.distribution)
         except ValueError as error:
             raise CliError(f"--distribution: {error}") from None
@@ -522,6 +535,8 @@ def cmd_train(args) -> int:
                else {}),
             "validation_metric": args.validation_metric, "seed": args.seed,
             "distribution": args.distribution,
+            **({"devices": len(keras.distribution.list_devices()),
+                "processes": _process_count()} if args.distribution else {}),
             "loss": loss.get_config(),
             "seconds": round(train_seconds, 1),
             "seconds_per_epoch": round(history.seconds_per_epoch, 2),

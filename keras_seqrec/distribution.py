@@ -26,6 +26,14 @@ Build and train inside the distribution's scope (`build_and_fit(..., distributio
 On a CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=4` (set before JAX starts) gives
 four virtual devices to try it on; validation, early stopping, checkpoints and `.keras`
 saving work unchanged.
+
+Several processes (hosts): every process calls `initialize(...)` first, then runs the same
+program with the same data and seed; the distribution spans the devices of all of them,
+`fit_recommender` feeds each process its share of every batch (`ProcessShard`), and Keras
+sums the gradients across processes:
+
+    ks.distribution.initialize("host0:1234,host1:1234", num_processes=2, process_id=0)
+    model, history = ks.training.build_and_fit("sasrec", data, distribution="data")
 """
 
 from __future__ import annotations
@@ -41,6 +49,36 @@ ITEM_TABLES = {
     "item_embedding/.*_embeddings": (None, "model"),  # feature token tables
     "item_scores/dense/kernel": ("model", None),
 }
+
+
+def initialize(job_addresses: Optional[str] = None, num_processes: Optional[int] = None,
+               process_id: Optional[int] = None) -> None:
+    """Join a run of several processes (JAX backend), before any other JAX work.
+
+    Arguments default to the environment variables `KERAS_DISTRIBUTION_JOB_ADDRESSES`
+    (comma-separated `host:port`, the first one coordinates), `KERAS_DISTRIBUTION_NUM_PROCESSES`
+    and `KERAS_DISTRIBUTION_PROCESS_ID`, as `keras.distribution.initialize` reads them. CPU
+    devices exchange gradients through Gloo, so it runs without GPUs too.
+    """
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"Several processes train through keras.distribution on the JAX backend; this "
+            f"process runs {keras.backend.backend()!r}. Start it with KERAS_BACKEND=jax.")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize(job_addresses, num_processes, process_id)
+
+
+def process_shard() -> Optional[tuple[int, int]]:
+    """`(this process's index, number of processes)` when a distribution spans several
+    processes, else None: which share of each batch `fit_recommender` feeds."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        return None
+    import jax
+
+    count = jax.process_count()
+    return (jax.process_index(), count) if count > 1 else None
 
 
 def _devices(devices: Optional[Sequence]) -> list:
@@ -63,7 +101,8 @@ def data_parallel(devices: Optional[Sequence] = None) -> keras.distribution.Data
     >>> with data_parallel().scope():  # doctest: +SKIP
     ...     model = ks.build_model("gru", num_items=100, max_len=20)
     """
-    return keras.distribution.DataParallel(devices=_devices(devices))
+    # The zoo's batches are split over processes by `ProcessShard`, not by Keras.
+    return keras.distribution.DataParallel(devices=_devices(devices), auto_shard_dataset=False)
 
 
 def model_parallel(model_devices: int = 2, devices: Optional[Sequence] = None
@@ -83,7 +122,8 @@ def model_parallel(model_devices: int = 2, devices: Optional[Sequence] = None
     layout = keras.distribution.LayoutMap(mesh)
     for path, axes in ITEM_TABLES.items():
         layout[path] = axes
-    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch",
+                                            auto_shard_dataset=False)
 
 
 def mirrored(devices: Optional[Sequence[str]] = None):

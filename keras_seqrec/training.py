@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import SequenceDataset
-from keras_seqrec.data.pipeline import SampledBatches, TargetBatches, as_fit_input
+from keras_seqrec.data.pipeline import (ProcessShard, SampledBatches, TargetBatches,
+                                        as_fit_input)
 from keras_seqrec.evaluation import evaluate_recommender
 from keras_seqrec.layers import CandidateLogits, FirstRow
 from keras_seqrec.losses import (
@@ -518,7 +519,10 @@ def fit_recommender(
                 validation.stopped = True  # it had early-stopped: nothing left to train
                 initial_epoch = epochs
             initial_epoch = min(initial_epoch, epochs)
-    train, steps = as_fit_input(batches)
+    from keras_seqrec.distribution import process_shard
+
+    shard = process_shard()
+    train, steps = as_fit_input(batches if shard is None else ProcessShard(batches, *shard))
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
     if learning_rate_schedule == "plateau":  # after validation: it reads val_*

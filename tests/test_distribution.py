@@ -147,3 +147,127 @@ def test_mirrored_strategy_on_four_logical_cpus():
     assert max(abs(a - b) for a, b in zip(mirrored["loss"], single["loss"])) < 1e-4
     for run in (single, mirrored):
         assert run["served_vs_model"] < 1e-4
+
+
+PROCESSES = textwrap.dedent("""
+    import json, sys
+    process_id, count, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    import keras_seqrec as ks
+    if count > 1:
+        ks.distribution.initialize(f"localhost:{port}", num_processes=count,
+                                   process_id=process_id)
+    import numpy as np
+    import keras
+    from keras_seqrec.data.pipeline import ProcessShard
+    from keras_seqrec.testing import deterministic_log
+    from keras_seqrec.training import build_and_fit
+
+    rows = [0]
+    take = ProcessShard.__getitem__
+
+    def counted(self, index):  # how many rows this process feeds
+        out = take(self, index)
+        rows[0] += len(out[1])
+        return out
+
+    ProcessShard.__getitem__ = counted
+    data = ks.prepare(deterministic_log(num_users=400, num_items=20, length=10), max_len=8)
+    model, history = build_and_fit(
+        "gru", data, {"embedding_dim": 16, "hidden_dim": 16, "dropout": 0.0},
+        distribution="data", epochs=3, batch_size=30, learning_rate=1e-2,
+        early_stopping_patience=12, verbose=0)
+    weights = np.concatenate([np.ravel(keras.ops.convert_to_numpy(w)) for w in model.weights])
+    print(json.dumps({"devices": len(keras.distribution.list_devices()),
+                      "loss": history.history["loss"],
+                      "val": history.history["val_ndcg@10"], "rows": rows[0],
+                      "weights": float(np.abs(weights).sum())}))
+""")
+
+
+def test_two_processes_train_as_one():
+    pytest.importorskip("jax")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    run = [sys.executable, "-c", PROCESSES]
+    procs = [subprocess.Popen(run + [str(i), "2", port], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    single = subprocess.run(run + ["0", "1", port], env=env, capture_output=True, text=True,
+                            timeout=600)
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = json.loads(single.stdout.strip().splitlines()[-1])
+    two = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert one["devices"] == 1 and one["rows"] == 0  # one process: no sharding
+    for run in two:
+        assert run["devices"] == 2  # one CPU device per process, one mesh over both
+        # Every process fed half of each batch of 30 (3 epochs of 400 users' windows, 14
+        # batches, at most one padding row each)...
+        assert 3 * 400 / 2 <= run["rows"] <= 3 * (400 / 2 + 14)
+        # ...and together they trained the single process's model, step for step.
+        assert max(abs(a - b) for a, b in zip(run["loss"], one["loss"])) < 1e-4
+        assert max(abs(a - b) for a, b in zip(run["val"], one["val"])) < 1e-6
+        assert abs(run["weights"] - one["weights"]) < 1e-3 * one["weights"]
+    assert two[0]["rows"] == two[1]["rows"]
+
+
+def test_two_cli_processes_train_one_model(tmp_path):
+    """The README's cluster recipe on localhost: the same `keras-seqrec train` command in two
+    processes told apart by KERAS_DISTRIBUTION_PROCESS_ID."""
+    pytest.importorskip("jax")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, KERAS_BACKEND="jax",
+                   KERAS_DISTRIBUTION_JOB_ADDRESSES=f"localhost:{port},localhost:{port + 1}",
+                   KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "keras_seqrec.cli", "train", "--model", "gru", "--epochs",
+             "1", "--embedding-dim", "8", "--hidden-dim", "8", "--min-item-interactions", "20",
+             "--max-len", "20", "--distribution", "data", "--verbose", "0",
+             "--output", str(tmp_path / f"run{i}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    metrics = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        with open(tmp_path / f"run{len(metrics)}" / "run.json") as f:
+            record = json.load(f)
+        assert record["training"]["processes"] == 2 and record["training"]["devices"] == 2
+        metrics.append(record["metrics"]["gru"]["test"]["ndcg@10"])
+    assert metrics[0] == pytest.approx(metrics[1], abs=1e-6)  # one model, trained together
+
+
+def test_process_shards_are_the_batch_plus_zero_target_padding():
+    import numpy as np
+
+    from keras_seqrec.data.pipeline import ProcessShard
+
+    rng = np.random.default_rng(0)
+    x = {"item_ids": rng.integers(1, 9, (7, 4)), "targets": rng.integers(1, 9, (7, 4)),
+         "negatives": rng.integers(1, 9, (7, 5))}
+    batch = [(x, x["targets"])]
+    parts = [ProcessShard(batch, i, 3)[0] for i in range(3)]
+    assert [len(y) for _, y in parts] == [3, 3, 3]  # 7 rows -> 3 + 3 + (1 + 2 padding)
+    for key in x:
+        joined = np.concatenate([p[0][key] for p in parts])
+        np.testing.assert_array_equal(joined[:7], x[key])
+        if key == "targets":
+            assert (joined[7:] == 0).all()  # padding rows: no target, no loss
+        else:
+            np.testing.assert_array_equal(joined[7:], x[key][[-1, -1]])
+    np.testing.assert_array_equal(np.concatenate([y for _, y in parts])[:7], x["targets"])
+    with pytest.raises(ValueError, match="batch's 7 rows first"):
+        ProcessShard([({"item_ids": x["item_ids"], "shared": np.zeros(5)}, x["targets"])],
+                     0, 2)[0]
+    with pytest.raises(ValueError, match="outside 0..1"):
+        ProcessShard(batch, 2, 2)

@@ -201,6 +201,63 @@ class SampledBatches(TargetBatches):
         return inputs, y
 
 
+class ProcessShard(keras.utils.PyDataset):
+    """This process's rows of every batch, for data parallelism over several processes.
+
+    With `keras.distribution` spanning several processes (hosts), each process feeds its
+    own part of the global batch and Keras assembles them. Every process builds the same
+    batches (same data, same seed) and keeps rows `[index * n, (index + 1) * n)` of each,
+    `n = ceil(rows / count)`: the processes together train on exactly the single-process
+    batches. A batch whose rows do not divide is padded with copies of its last row whose
+    targets are 0 (padding), which the losses leave out, so the loss and gradients are
+    those of the unpadded batch.
+
+    Example:
+
+    >>> x, y = np.arange(10).reshape(5, 2), np.arange(1, 6).reshape(5, 1)
+    >>> [ProcessShard([(x, y)], i, 2)[0][1].ravel().tolist() for i in range(2)]
+    [[1, 2, 3], [4, 5, 0]]
+    """
+
+    def __init__(self, batches, index: int, count: int):
+        super().__init__()
+        if not 0 <= index < count:
+            raise ValueError(f"Process index {index} is outside 0..{count - 1}.")
+        self.batches, self.index, self.count = batches, int(index), int(count)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getattr__(self, name):  # positions_per_batch, start_at_epoch, epoch, ...
+        if name == "batches":
+            raise AttributeError(name)
+        return getattr(self.batches, name)
+
+    def _part(self, array, rows: int, is_target: bool):
+        array = np.asarray(array)
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise ValueError(f"Every training array must have the batch's {rows} rows first "
+                             f"to be split over processes; got shape {array.shape}.")
+        per = -(-rows // self.count)
+        missing = per * self.count - rows
+        if missing:
+            filler = (np.zeros_like(array[-1:]) if is_target else array[-1:])
+            array = np.concatenate([array, np.repeat(filler, missing, axis=0)])
+        return array[self.index * per:(self.index + 1) * per]
+
+    def __getitem__(self, index):
+        x, y = self.batches[index]
+        rows = len(y)
+        if isinstance(x, dict):
+            x = {k: self._part(v, rows, k == "targets") for k, v in x.items()}
+        else:
+            x = self._part(x, rows, False)
+        return x, self._part(y, rows, True)
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
 def as_fit_input(batches):
     """`(x, steps_per_epoch)` for `model.fit`: the batches themselves, or on the TensorFlow
     backend a repeated `tf.data` generator over them that declares variable shapes (Keras
