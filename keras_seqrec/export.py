@@ -250,6 +250,20 @@ def _serving_module(model, vocabulary: Vocabulary, top_k: int, exclude_seen: boo
     return archive, signatures
 
 
+def _store_each_weight_once(archive) -> None:
+    """Keras' TensorFlow `ExportArchive` writes every weight twice, once through the
+    `keras.Variable` wrappers `track()` lists and once as the `tf.Variable`s the endpoints
+    capture (keras-team/keras#23553), which doubles the SavedModel and the memory of every
+    server that loads it (5.3 GB for a 10,000,000-item SASRec). Listing the `tf.Variable`s
+    themselves lets TensorFlow's checkpoint see one object per weight."""
+    tracked = getattr(archive, "_tf_trackable", None)
+    if tracked is None:  # pragma: no cover - another Keras layout: nothing to mend
+        return
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        wrapped = list(getattr(tracked, name, []))
+        setattr(tracked, name, [getattr(v, "_value", v) for v in wrapped])
+
+
 def _warmup_requests(path: str, model_name: str, max_len: int) -> bool:
     """Write TF Serving warm-up requests (PredictionLog TFRecords); False if the protos are
     missing (install `tensorflow-serving-api`)."""
@@ -418,6 +432,7 @@ def export_saved_model(
     try:
         archive, signatures = _serving_module(model, vocabulary, top_k, exclude_seen,
                                               item_counts, jit_compile)
+        _store_each_weight_once(archive)
         with _quiet_tensorflow_logger():  # "INFO:tensorflow:Assets written to: <tmp>"
             archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, "assets.extra")

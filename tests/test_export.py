@@ -308,3 +308,17 @@ def test_short_histories_are_scored_on_their_own_width_as_on_the_full_window(nam
     # An empty request has no longest history; it still gets an empty answer.
     empty = score_all(history=tf.zeros((0, 3), tf.string))["scores"]
     assert tuple(empty.shape) == (0, vocab.num_items)
+
+
+def test_every_weight_is_stored_once(exported):
+    # Keras' ExportArchive writes each weight twice (keras-team/keras#23553), doubling the
+    # SavedModel and the server's memory; the export lists each tf.Variable once.
+    import tensorflow as tf
+
+    model, _, _, _, path = exported
+    stored = [shape for name, shape in tf.train.list_variables(
+        os.path.join(path, "variables", "variables")) if "VARIABLE_VALUE" in name]
+    total = sum(int(np.prod(shape)) for shape in stored)
+    # Every weight, and at most the random layers' seed states beside them; twice would be
+    # 2 * 1,251.
+    assert model.count_params() <= total <= sum(int(np.prod(v.shape)) for v in model.variables)
