@@ -160,6 +160,53 @@ def bench_train(args):
         _write(f"train_ml1m_{name}_{device}" + (f"_{args.tag}" if args.tag else ""), result)
 
 
+def bench_distribution(args):
+    """Seconds per epoch of data-parallel training over 1, 2 and 4 devices (JAX): on a CPU
+    these are virtual devices sharing the same cores, so this measures the overhead of the
+    distribution itself, not a speed-up."""
+    import subprocess
+
+    script = f"""
+import json, os, sys, time
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import keras, jax
+import keras_seqrec as ks
+from speed import _fit_seconds
+data = ks.prepare(ks.datasets.load("ml-latest-small"), max_len=50, min_rating=3,
+                  min_user_interactions=5, min_item_interactions=5)
+count = len(jax.devices())
+with (ks.distribution.data_parallel().scope() if count > 1 else __import__("contextlib").nullcontext()):
+    keras.utils.set_random_seed(0)
+    model = ks.build_model({args.model!r}, data.num_items, data.max_len)
+    times = _fit_seconds(model, data, {args.batch_size}, {args.epochs})
+print(json.dumps({{"devices": count, "platform": jax.devices()[0].platform,
+                  "seconds_per_epoch": round(min(times[1:]), 2),
+                  "first_epoch_seconds": round(times[0], 2)}}))
+"""
+    rows = []
+    for count in args.devices:
+        env = dict(os.environ, KERAS_BACKEND="jax",
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True)
+        if done.returncode:
+            raise SystemExit(done.stderr[-3000:])
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows[-1]["relative_to_one_device"] = round(
+            rows[-1]["seconds_per_epoch"] / rows[0]["seconds_per_epoch"], 2)
+    _write(f"distribution_{rows[0]['platform']}_{args.model}", {
+        "benchmark": "distribution",
+        "model": args.model,
+        "dataset": "ml-latest-small",
+        "batch_size": args.batch_size,
+        "backend": "jax",
+        "layout": "data parallel (keras.distribution.DataParallel)",
+        "runs": rows,
+        "note": "virtual CPU devices share the same cores: the overhead of distributing, "
+                "not a speed-up" if rows[0]["platform"] == "cpu" else "",
+    })
+
+
 def _latencies_ms(call, requests):
     """Milliseconds of `requests` calls of `call()` after 50 warm-up calls."""
     for _ in range(50):
@@ -699,6 +746,15 @@ def render(_args=None):
                 + (f" (gradients off by {v['gradient_error']:.0e} relative)"
                    if v["gradient_error"] > 1e-5 else "") for v in r["variants"])
             goal = "reported"
+        elif r["benchmark"] == "distribution":
+            what = (f"{r['model']} data-parallel training, {r['backend']}, {r['dataset']}, "
+                    f"batch {r['batch_size']}, devices "
+                    f"{'/'.join(str(x['devices']) for x in r['runs'])}"
+                    + (" (virtual CPU devices on the same cores)"
+                       if r["runs"][0]["platform"] == "cpu" else ""))
+            measured = ", ".join(f"{x['devices']}: {x['seconds_per_epoch']} s/epoch "
+                                 f"({x['relative_to_one_device']}x)" for x in r["runs"])
+            goal = "reported"
         elif r["benchmark"] == "validation":
             what = (f"{r['model']} validation pass (full ranking of {r['num_items']:,} items, "
                     f"{r['validation_examples']:,} users, seen excluded) vs one training "
@@ -708,9 +764,23 @@ def render(_args=None):
                         f"{100 * r['share_of_epoch']:.1f}%")
             goal = f"<= {100 * r['target_share']:.0f}% of an epoch"
         else:
-            what = f"sampled softmax, {r['num_items']:,} items, batch {r['batch_size']}"
-            measured = f"peak RSS {r['peak_rss_gib']} GiB"
-            goal = f"< {r['target_peak_rss_gib']} GiB"
+            what = (f"{r['model']} sampled softmax ({r['num_negatives']:,} negatives), "
+                    f"{r['num_items']:,} items, batch {r['batch_size']}, max_len "
+                    f"{r['max_len']}")
+            measured = f"training peak RSS {r['peak_rss_gib']} GiB"
+            if "seconds" in r and "steps" in r:
+                measured += f", {r['seconds'] / r['steps']:.1f} s/step"
+            if "model_weights_gib" in r:
+                measured += (f" (weights {r['model_weights_gib']} GiB, Adam's state "
+                             f"{r['adam_state_gib']} GiB)")
+            serving = r.get("serving")
+            if serving:
+                measured += (f"; export: process peak {serving['peak_rss_after_export_gib']} "
+                             f"GiB, SavedModel {serving['saved_model_gib']} GiB; one request "
+                             f"(history 50, top-10 of the whole catalogue): p50 "
+                             f"{serving['p50_ms']} ms, p99 {serving['p99_ms']} ms")
+            goal = (f"< {r['target_peak_rss_gib']} GiB" if "target_peak_rss_gib" in r
+                    else "reported")
         lines.append(f"| {r['benchmark']} | {what} | {measured} | {goal} | {verdict} | "
                      f"{r['machine']} |")
     if not any(r["benchmark"] == "train_ml1m" and r.get("device") == "gpu" for r in rows):
@@ -764,6 +834,12 @@ def main(argv=None):
     d.add_argument("--cache", default=None,
                    help="folder keeping the generated Parquet log between runs")
     d.set_defaults(func=bench_data)
+    g = sub.add_parser("distribution")
+    g.add_argument("--model", default="sasrec")
+    g.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
+    g.add_argument("--epochs", type=int, default=3)
+    g.add_argument("--batch-size", type=int, default=128)
+    g.set_defaults(func=bench_distribution)
     q = sub.add_parser("quality")
     q.add_argument("--dataset", default="ml-1m", choices=sorted(QUALITY))
     q.add_argument("--schedule", default="plateau", choices=("plateau", "cosine"),
