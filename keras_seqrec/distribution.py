@@ -29,7 +29,7 @@ saving work unchanged.
 
 Several processes (hosts): every process calls `initialize(...)` first, then runs the same
 program with the same data and seed; the distribution spans the devices of all of them,
-`fit_recommender` feeds each process its share of every batch (`ProcessShard`), and Keras
+`fit_recommender` feeds each process its share of every batch (`ShardedBatches`), and Keras
 sums the gradients across processes:
 
     ks.distribution.initialize("host0:1234,host1:1234", num_processes=2, process_id=0)
@@ -70,15 +70,20 @@ def initialize(job_addresses: Optional[str] = None, num_processes: Optional[int]
     keras.distribution.initialize(job_addresses, num_processes, process_id)
 
 
-def process_shard() -> Optional[tuple[int, int]]:
-    """`(this process's index, number of processes)` when a distribution spans several
-    processes, else None: which share of each batch `fit_recommender` feeds."""
-    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+def batch_split() -> Optional[tuple[int, int, int]]:
+    """`(batch shards, this process's index, number of processes)` of the active
+    `keras.distribution` (JAX), or None without one: how `fit_recommender` pads and splits
+    every batch (`ShardedBatches`)."""
+    if keras.backend.backend() != "jax":
+        return None
+    active = keras.distribution.distribution()
+    if active is None:
         return None
     import jax
 
-    count = jax.process_count()
-    return (jax.process_index(), count) if count > 1 else None
+    mesh = active.device_mesh
+    shards = mesh.shape[mesh.axis_names.index(active.batch_dim_name)]
+    return int(shards), jax.process_index(), jax.process_count()
 
 
 def _devices(devices: Optional[Sequence]) -> list:
@@ -101,7 +106,7 @@ def data_parallel(devices: Optional[Sequence] = None) -> keras.distribution.Data
     >>> with data_parallel().scope():  # doctest: +SKIP
     ...     model = ks.build_model("gru", num_items=100, max_len=20)
     """
-    # The zoo's batches are split over processes by `ProcessShard`, not by Keras.
+    # The zoo's batches are padded and split over processes by `ShardedBatches`, not Keras.
     return keras.distribution.DataParallel(devices=_devices(devices), auto_shard_dataset=False)
 
 

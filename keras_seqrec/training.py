@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from keras_seqrec.data import SequenceDataset
-from keras_seqrec.data.pipeline import (ProcessShard, SampledBatches, TargetBatches,
+from keras_seqrec.data.pipeline import (SampledBatches, ShardedBatches, TargetBatches,
                                         as_fit_input)
 from keras_seqrec.evaluation import evaluate_recommender
 from keras_seqrec.layers import CandidateLogits, FirstRow
@@ -519,10 +519,7 @@ def fit_recommender(
                 validation.stopped = True  # it had early-stopped: nothing left to train
                 initial_epoch = epochs
             initial_epoch = min(initial_epoch, epochs)
-    from keras_seqrec.distribution import process_shard
-
-    shard = process_shard()
-    train, steps = as_fit_input(batches if shard is None else ProcessShard(batches, *shard))
+    train, steps = as_fit_input(batches)
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
     if learning_rate_schedule == "plateau":  # after validation: it reads val_*
@@ -643,8 +640,21 @@ def training_setup(model: keras.Model, data: SequenceDataset, loss, *, batch_siz
     third less time per epoch and no catalogue-wide tensor, `benchmarks/SPEED.md`); sampled
     losses through `sampled_training_model`. Returns
     `(train_model, batches, compile_loss)`; `train_model` shares every weight with `model`.
-    `fit_recommender` and `benchmarks/profile_epoch.py` both use it.
+    `fit_recommender` and `benchmarks/profile_epoch.py` both use it. Under a
+    `keras.distribution` the batches are `ShardedBatches`: padded to divide over the
+    devices, and this process's part of each where several processes train together.
     """
+    from keras_seqrec.distribution import batch_split
+
+    train_model, batches, compile_loss = _training_setup(model, data, loss,
+                                                         batch_size=batch_size, seed=seed)
+    split = batch_split()
+    if split is not None:
+        batches = ShardedBatches(batches, *split)
+    return train_model, batches, compile_loss
+
+
+def _training_setup(model, data, loss, *, batch_size, seed):
     batches = data.training_batches(batch_size=batch_size, seed=seed)
     if isinstance(loss, PositionLoss):
         # Batches are grouped by length: weigh every position alike, not every batch.

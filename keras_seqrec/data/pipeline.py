@@ -201,29 +201,34 @@ class SampledBatches(TargetBatches):
         return inputs, y
 
 
-class ProcessShard(keras.utils.PyDataset):
-    """This process's rows of every batch, for data parallelism over several processes.
+class ShardedBatches(keras.utils.PyDataset):
+    """Batches for a `keras.distribution` over several devices, and over several processes.
 
-    With `keras.distribution` spanning several processes (hosts), each process feeds its
-    own part of the global batch and Keras assembles them. Every process builds the same
-    batches (same data, same seed) and keeps rows `[index * n, (index + 1) * n)` of each,
-    `n = ceil(rows / count)`: the processes together train on exactly the single-process
-    batches. A batch whose rows do not divide is padded with copies of its last row whose
-    targets are 0 (padding), which the losses leave out, so the loss and gradients are
-    those of the unpadded batch.
+    The devices on the batch axis each take an equal slice of every batch, so a batch whose
+    rows do not divide (the last of a length bucket, say) is padded to a multiple of
+    `shards` with copies of its last row whose targets are 0 (padding): the losses leave
+    them out, so the loss and gradients are those of the unpadded batch. Over several
+    processes (hosts), every process builds the same batches (same data, same seed) and
+    feeds its own consecutive part, `[index * n, (index + 1) * n)` of the padded rows: the
+    processes together train on exactly the single-process batches.
 
-    Example:
+    Example (7 rows over 4 devices of 2 processes):
 
-    >>> x, y = np.arange(10).reshape(5, 2), np.arange(1, 6).reshape(5, 1)
-    >>> [ProcessShard([(x, y)], i, 2)[0][1].ravel().tolist() for i in range(2)]
-    [[1, 2, 3], [4, 5, 0]]
+    >>> x, y = np.arange(14).reshape(7, 2), np.arange(1, 8).reshape(7, 1)
+    >>> [ShardedBatches([(x, y)], 4, i, 2)[0][1].ravel().tolist() for i in range(2)]
+    [[1, 2, 3, 4], [5, 6, 7, 0]]
     """
 
-    def __init__(self, batches, index: int, count: int):
+    def __init__(self, batches, shards: int, process_index: int = 0, process_count: int = 1):
         super().__init__()
-        if not 0 <= index < count:
-            raise ValueError(f"Process index {index} is outside 0..{count - 1}.")
-        self.batches, self.index, self.count = batches, int(index), int(count)
+        if process_count < 1 or shards % process_count:
+            raise ValueError(f"{shards} batch shards cannot be split over {process_count} "
+                             "processes.")
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"Process index {process_index} is outside "
+                             f"0..{process_count - 1}.")
+        self.batches, self.shards = batches, int(shards)
+        self.index, self.count = int(process_index), int(process_count)
 
     def __len__(self):
         return len(self.batches)
@@ -237,12 +242,12 @@ class ProcessShard(keras.utils.PyDataset):
         array = np.asarray(array)
         if array.ndim == 0 or array.shape[0] != rows:
             raise ValueError(f"Every training array must have the batch's {rows} rows first "
-                             f"to be split over processes; got shape {array.shape}.")
-        per = -(-rows // self.count)
-        missing = per * self.count - rows
+                             f"to be split over devices; got shape {array.shape}.")
+        missing = -rows % self.shards
         if missing:
             filler = (np.zeros_like(array[-1:]) if is_target else array[-1:])
             array = np.concatenate([array, np.repeat(filler, missing, axis=0)])
+        per = len(array) // self.count
         return array[self.index * per:(self.index + 1) * per]
 
     def __getitem__(self, index):
