@@ -155,6 +155,12 @@ def test_bad_input_gets_one_clear_error(tmp_path, frame, kwargs, message):
         prepare_parquet(path, verbose=False, **kwargs)
 
 
+def test_bad_memory_limit(tmp_path):
+    pd.DataFrame({"user": [1], "item": [1], "timestamp": [1]}).to_parquet(tmp_path / "l.parquet")
+    with pytest.raises(ValueError, match="refused memory_limit='lots'"):
+        prepare_parquet(tmp_path / "l.parquet", memory_limit="lots", verbose=False)
+
+
 def test_not_parquet(tmp_path):
     path = tmp_path / "log.parquet"
     path.write_text("user,item\n1,2\n")

@@ -36,7 +36,7 @@ import numpy as np
 from keras_seqrec.data.dataset import SequenceDataset
 from keras_seqrec.data.prepare import _check_settings, _empty_error, assemble, k_core_mask
 from keras_seqrec.data.vocabulary import Vocabulary
-from keras_seqrec.datasets.interactions import ID_WHITESPACE
+from keras_seqrec.datasets.interactions import ID_WHITESPACE, check_columns
 
 PathLike = Union[str, os.PathLike]
 INSTALL_HINT = "pip install 'keras-seqrec[large]' (or: pip install duckdb)"
@@ -111,16 +111,8 @@ class _Log:
             first = str(error).strip().splitlines()[0]
             raise ValueError(f"Cannot read the Parquet files: {first}") from None
         self.types = {row[0]: row[1].upper() for row in schema}
-        wanted = {"user_col": user_col, "item_col": item_col, "time_col": time_col}
-        if rating_col is not None:
-            wanted["rating_col"] = rating_col
-        missing = {arg: col for arg, col in wanted.items() if col not in self.types}
-        if missing:
-            described = ", ".join(f"{arg}={col!r}" for arg, col in missing.items())
-            raise ValueError(
-                f"Column(s) not found: {described}. The data has columns "
-                f"{[c for c in self.types if c != 'file_row_number']}; pass the right names, "
-                "e.g. `user_col=..., item_col=..., time_col=...`.")
+        check_columns([c for c in self.types if c != "file_row_number"], user_col=user_col,
+                      item_col=item_col, time_col=time_col, rating_col=rating_col)
         self.time_is_float = self.types[time_col] in _FLOAT_TYPES
         self.time = self._timestamp(time_col)
         self.rating = None if rating_col is None else self._rating(rating_col)
@@ -290,7 +282,12 @@ def prepare_parquet(
               "preserve_insertion_order": False}
     if threads is not None:
         config["threads"] = int(threads)
-    con = duckdb.connect(config=config)
+    try:
+        con = duckdb.connect(config=config)
+    except duckdb.Error as error:
+        shutil.rmtree(spill, ignore_errors=True)
+        raise ValueError(f"DuckDB refused memory_limit={memory_limit!r} or threads={threads!r}"
+                         f": {str(error).strip().splitlines()[0]}") from None
     try:
         log = _Log(con, files, user_col, item_col, time_col, rating_col)
         user_keys = log.dictionary(user_col, "user", "user_codes")
@@ -345,6 +342,10 @@ def prepare_parquet(
         if at != count:  # pragma: no cover - DuckDB returned another count than it said
             raise RuntimeError(f"DuckDB streamed {at:,} rows of {count:,}.")
         say(f"{count:,} interactions sorted by user and time")
+    except (duckdb.OutOfMemoryException, duckdb.IOException) as error:
+        raise ValueError(f"DuckDB stopped: {str(error).strip().splitlines()[0]} If memory or "
+                         f"disk ran out, give it a larger memory_limit (it was "
+                         f"{memory_limit!r}) or a temp_directory with more free space.") from None
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)

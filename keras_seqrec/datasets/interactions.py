@@ -192,6 +192,18 @@ def _check_timestamps(column: pd.Series) -> pd.Series:
     return column.astype(np.int64)
 
 
+def check_columns(columns: list, **wanted: Optional[str]) -> None:
+    """Raise one clear error naming every wanted column (`user_col="user"`, ...) that is not
+    in `columns`; None means not wanted."""
+    missing = {arg: col for arg, col in wanted.items() if col is not None and col not in columns}
+    if missing:
+        described = ", ".join(f"{arg}={col!r}" for arg, col in missing.items())
+        raise ValueError(
+            f"Column(s) not found: {described}. The data has columns {list(columns)}; "
+            "pass the right names, e.g. `user_col=..., item_col=..., time_col=...`."
+        )
+
+
 def from_dataframe(
     df: pd.DataFrame,
     *,
@@ -222,18 +234,8 @@ def from_dataframe(
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"`df` must be a pandas DataFrame; got {type(df).__name__}.")
-    wanted = {"user_col": user_col, "item_col": item_col}
-    if time_col is not None:
-        wanted["time_col"] = time_col
-    if rating_col is not None:
-        wanted["rating_col"] = rating_col
-    missing = {arg: col for arg, col in wanted.items() if col not in df.columns}
-    if missing:
-        described = ", ".join(f"{arg}={col!r}" for arg, col in missing.items())
-        raise ValueError(
-            f"Column(s) not found: {described}. The data has columns {list(df.columns)}; "
-            "pass the right names, e.g. `user_col=..., item_col=..., time_col=...`."
-        )
+    check_columns(list(df.columns), user_col=user_col, item_col=item_col, time_col=time_col,
+                  rating_col=rating_col)
     out = pd.DataFrame(
         {
             USER: _check_id_column(df[user_col], "user"),
