@@ -134,3 +134,42 @@ def test_an_update_starts_new_items_from_their_features_and_trains_them(trained)
     top = np.argsort(-scores, axis=1)[:, :6]  # category 3's five old items and 99
     assert (top == new).any(axis=1).mean() >= 0.9
     assert model.output_shape[-1] == data.vocabulary.size  # the trained model is untouched
+
+
+def test_a_new_item_borrows_the_id_vectors_and_biases_of_its_feature_neighbours(trained):
+    data, features, model = trained
+    grown_features = features.with_new_items(
+        pd.DataFrame({"item": [99, 97], "category": ["c3", None]}))
+    grown = add_items(model, grown_features)
+    old, new = model.get_layer("item_embedding"), grown.get_layer("item_embedding")
+    table = keras.ops.convert_to_numpy(old.embeddings)
+    bias = keras.ops.convert_to_numpy(old.output_bias)
+    c3 = data.vocabulary.lookup([i for i in range(20) if i % 4 == 3])
+    i99, i97 = grown_features.vocabulary.lookup([99, 97])
+    # Its five neighbours share its one token equally: it takes their mean.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new.embeddings)[i99],
+                               table[c3].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new.output_bias)[i99],
+                               bias[c3].mean(), rtol=1e-5, atol=1e-6)
+    # An item without any feature token has no neighbour: zero id vector, the mean bias.
+    assert not keras.ops.convert_to_numpy(new.embeddings)[i97].any()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new.output_bias)[i97],
+                               bias[1:].mean(), rtol=1e-5)
+
+
+def test_the_cold_split_s_new_items_borrow_after_training():
+    from keras_seqrec.training import build_and_fit
+
+    data = ks.prepare(category_log(), max_len=8, cold_items=0.2, seed=0)
+    frame = pd.DataFrame({"item": range(20), "category": [f"c{i % 4}" for i in range(20)]})
+    features = ItemFeatures.from_frame(data.vocabulary, frame, categorical=["category"])
+    model, history = build_and_fit("gru", data, {"embedding_dim": 8, "hidden_dim": 8},
+                                   item_features=features, epochs=2, verbose=0)
+    assert history.borrowed_items == len(data.cold_items) == 4
+    table = keras.ops.convert_to_numpy(model.get_layer("item_embedding").embeddings)
+    trained_rows = history.cold_rows_as_trained["embeddings"]
+    assert not trained_rows.any()  # training never reached them: still zero
+    assert (np.abs(table[data.cold_items]).sum(axis=1) > 0).all()  # now borrowed
+    plain, plain_history = build_and_fit("gru", data, {"embedding_dim": 8, "hidden_dim": 8},
+                                         epochs=1, verbose=0)
+    assert plain_history.borrowed_items == 0  # no features: nothing to borrow by
