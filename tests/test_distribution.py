@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import json, os, tempfile
+    import json, os, sys
     import numpy as np
     import keras
     import keras_seqrec as ks
@@ -28,13 +28,14 @@ SCRIPT = textwrap.dedent("""
         model, history = build_and_fit("gru", data, hyper, distribution=spec, **fit)
         out[str(spec)] = {"loss": history.history["loss"],
                           "shards": shard_shapes(model.get_layer("item_embedding").embeddings)}
-        path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        path = os.path.join(sys.argv[1], f"{spec}.keras")
         model.save(path)
         x = data.test.inputs(data.max_len)[:8]
         again = keras.saving.load_model(path)
         out[str(spec)]["reload_error"] = float(np.abs(np.asarray(model(x))
                                                       - np.asarray(again(x))).max())
         out[str(spec)]["scores"] = np.asarray(model(x))[:, -1, 1:].tolist()
+        out["x"] = x.tolist()
     untied, _ = build_and_fit("sasrec", data, {"embedding_dim": 16, "tie_embeddings": False},
                               distribution="model:2", **fit)
     out["untied_shards"] = shard_shapes(untied.get_layer("item_scores").dense.kernel)
@@ -46,14 +47,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_data_and_model_parallel_training_on_four_virtual_devices():
+def test_data_and_model_parallel_training_on_four_virtual_devices(tmp_path):
     import numpy as np
 
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax",
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["devices"] == 4
@@ -72,6 +73,27 @@ def test_data_and_model_parallel_training_on_four_virtual_devices():
     assert model["shards"] == [[21, 8]] * 4
     assert out["untied_shards"] == [[8, 21]] * 4  # (width, items + 1) split along the width
     assert "must divide the number of devices (4)" in out["error"]
+    # The model-parallel model exports: its .keras file, loaded on one device in this process,
+    # becomes a SavedModel serving the scores it computed on four.
+    import keras
+    import tensorflow as tf
+
+    import keras_seqrec as ks
+    from keras_seqrec.models import last_position_model
+
+    trained = keras.saving.load_model(tmp_path / "model:2.keras")
+    vocab = ks.Vocabulary(np.arange(100, 120))  # 20 items, raw ids 100..119
+    saved = ks.export_saved_model(trained, vocab, tmp_path / "export", exclude_seen=False)
+    score_all = tf.saved_model.load(saved).signatures["score_all"]
+    history = [["100", "105", "107"]]
+    window = np.zeros((1, 8), np.int32)
+    window[0, -3:] = vocab.lookup(history[0])
+    served = score_all(history=tf.constant(history))["scores"].numpy()[0]
+    expected = np.asarray(last_position_model(trained).predict_on_batch(window))[0, 1:]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+    # ...and the loaded model scores as it did on four devices under JAX.
+    np.testing.assert_allclose(np.asarray(trained(np.array(out["x"])))[:, -1, 1:],
+                               model["scores"], atol=1e-4)
 
 
 def test_distribution_needs_the_jax_backend():
