@@ -127,36 +127,6 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
                 metrics[f"{split}_{targets}"] = evaluate_recommender(
                     model, data, split, cutoffs=(5, 10, 20), exclude_seen=exclude_seen,
                     standard_errors=True, targets=targets)
-    borrowing = None
-    if getattr(history, "borrowed_items", 0):
-        # The same model with the new items' rows as training left them, before they
-        # borrowed their neighbours' (`catalogue.borrow_from_neighbours`): what that adds,
-        # paired over the same examples.
-        from keras_seqrec.evaluation import paired_comparison, per_user_values
-
-        layer = model.get_layer("item_embedding")
-
-        def test_ranks(targets):
-            return evaluate_recommender(model, data, "test", cutoffs=(10,),
-                                        exclude_seen=exclude_seen, return_ranks=True,
-                                        targets=targets)[1]
-
-        borrowed = {t: test_ranks(t) for t in ("warm", "cold")}
-        after = {name: keras.ops.convert_to_numpy(getattr(layer, name))
-                 for name in ("embeddings", "output_bias")}
-        for name, rows in history.cold_rows_as_trained.items():
-            before = after[name].copy()
-            before[data.cold_items] = rows
-            getattr(layer, name).assign(before)
-        as_trained = {t: test_ranks(t) for t in ("warm", "cold")}
-        for name, value in after.items():
-            getattr(layer, name).assign(value)
-        borrowing = {"borrowed_items": int(history.borrowed_items)}
-        for t in ("warm", "cold"):
-            borrowing[f"test_{t}_ndcg@10_without_borrowing"] = float(
-                per_user_values(as_trained[t], "ndcg@10").mean())
-            borrowing[f"test_{t}_gain_from_borrowing"] = paired_comparison(
-                borrowed[t], as_trained[t], "ndcg@10")
     # The same model under the other seen-items setting, for comparison with papers either way.
     alt = {
         split: evaluate_recommender(model, data, split, cutoffs=(10,),
@@ -188,7 +158,6 @@ def run_one(dataset, model_name, data, exclude_seen, seed, command, training, pa
                                      and model_name not in BASELINES else None),
                    "seed": seed},
         "data": data.describe()["filtered"],
-        **({"borrowing": borrowing} if borrowing else {}),
         **({"cold_items": data.describe()["cold_items"]} if len(data.cold_items) else {}),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"keras {keras.__version__} ({keras.backend.backend()})",

@@ -72,30 +72,6 @@ class MarkovBaseline:
         return scores
 
 
-def feature_bags(features):
-    """Every item as a unit-length bag of its tokens over all token fields of `features`
-    (padding and "missing" tokens left out, a token repeated in one item counted once),
-    weighted by inverse document frequency over the catalogue: a sparse
-    `(vocabulary.size, tokens)` matrix whose row products are cosine similarities.
-    `ContentBaseline` scores with it; `catalogue.borrow_from_neighbours` finds an item's
-    nearest items with it."""
-    from scipy import sparse
-
-    size, blocks = features.vocabulary.size, []
-    for field, matrix in features.categorical.items():
-        rows, cols = np.nonzero(matrix > 1)  # not padding (0) nor missing (1)
-        bag = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, matrix[rows, cols])),
-                                shape=(size, features.cardinality(field)))
-        bag.data[:] = 1.0
-        blocks.append(bag)
-    bags = sparse.hstack(blocks).tocsr()
-    document_frequency = np.asarray((bags[1:] > 0).sum(axis=0)).ravel()
-    idf = np.log(size / (document_frequency + 1.0)) + 1.0  # smoothed, over size - 1 items
-    bags = bags.multiply(idf[None, :]).tocsr()
-    norms = np.sqrt(np.asarray(bags.multiply(bags).sum(axis=1)).ravel())
-    return (sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ bags).tocsr()
-
-
 class ContentBaseline:
     """Scores items by how much their features overlap with the history's.
 
@@ -129,6 +105,8 @@ class ContentBaseline:
     name = "content"
 
     def __init__(self, data: SequenceDataset, features, decay: float = 0.8):
+        from scipy import sparse
+
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"`decay` must be in (0, 1]; got {decay!r}.")
         if features.vocabulary.size != data.vocabulary.size:
@@ -137,9 +115,21 @@ class ContentBaseline:
         if not features.categorical:
             raise ValueError("The content baseline needs a token field (categorical or text) "
                              "in `features`.")
-        self.bags = feature_bags(features)
+        size, blocks = data.vocabulary.size, []
+        for field, matrix in features.categorical.items():
+            rows, cols = np.nonzero(matrix > 1)  # not padding (0) nor missing (1)
+            bag = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, matrix[rows, cols])),
+                                    shape=(size, features.cardinality(field)))
+            bag.data[:] = 1.0  # a token repeated in one item counts once
+            blocks.append(bag)
+        bags = sparse.hstack(blocks).tocsr()
+        document_frequency = np.asarray((bags[1:] > 0).sum(axis=0)).ravel()
+        idf = np.log(size / (document_frequency + 1.0)) + 1.0  # smoothed, over size - 1 items
+        bags = bags.multiply(idf[None, :]).tocsr()
+        norms = np.sqrt(np.asarray(bags.multiply(bags).sum(axis=1)).ravel())
+        self.bags = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ bags
         self.bags_t = self.bags.T.tocsr()
-        self.decay, self.size = float(decay), data.vocabulary.size
+        self.decay, self.size = float(decay), size
 
     def score(self, inputs: np.ndarray) -> np.ndarray:
         from scipy import sparse

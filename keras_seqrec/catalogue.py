@@ -16,12 +16,10 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
     `features` (from `old_features.with_new_items(frame)`), their vectors computed from
     their features.
 
-    Every existing item keeps its index, weights and scores. A new item takes the id vector
-    and output bias of its nearest existing items by features (`borrow_from_neighbours`),
-    so it is scored as the items most like it are; one sharing no feature token with any
-    gets a zero id vector and a bias of zero for a model trained with `id_dropout` (what an
-    item whose id was dropped trained with), else the mean of the existing items' biases, so
-    its features alone score it. Export the result with
+    Every existing item keeps its index, weights and scores. A new item's id vector is zero
+    (as a feature-aware model's untrained items start) and its output bias zero for a model
+    trained with `id_dropout` (what an item whose id was dropped trained with), else the mean
+    of the existing items' biases, so it is scored by its features. Export the result with
     the grown vocabulary and popularity counts padded with zeros for the new items; TF
     Serving then switches to it as the next version:
 
@@ -61,70 +59,14 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
     return grow_items(model, features.vocabulary.num_items, features=features)
 
 
-def borrow_from_neighbours(model: keras.Model, features: ItemFeatures, items, donors,
-                           neighbours: int = 20) -> int:
-    """Give `items`, which training never reached (new items), the id vector and output bias
-    of their nearest trained items by features, in place.
-
-    A feature-aware model scores an untrained item by its features alone: its id vector is
-    zero, and its bias is what training left it. Its nearest `donors` by feature similarity
-    (cosine of IDF-weighted token bags, `baselines.feature_bags`) carry what interactions
-    taught about items like it, popularity included; each of `items` takes the
-    similarity-weighted mean of its `neighbours` most similar donors' id vectors and biases.
-    An item sharing no token with any donor keeps its own.
-
-    Args:
-        model: a zoo model built with `item_features=` and an id embedding.
-        features: the model's `ItemFeatures` (its vocabulary).
-        items: indices to fill; donors: indices of trained items to borrow from.
-        neighbours: how many donors each item borrows from.
-
-    Returns:
-        How many of `items` found a donor.
-    """
-    from keras_seqrec.baselines import feature_bags
-
-    layer = model.get_layer("item_embedding")
-    if not isinstance(layer, FeatureItemEmbedding) or not layer.use_id_embedding:
-        raise ValueError("Only a feature-aware model with id vectors can borrow them "
-                         "(build_model(..., item_features=...)).")
-    items = np.asarray(items, dtype=np.int64)
-    donors = np.asarray(donors, dtype=np.int64)
-    if len(items) == 0 or len(donors) == 0:
-        return 0
-    bags = feature_bags(features)
-    table = keras.ops.convert_to_numpy(layer.embeddings).copy()
-    bias = keras.ops.convert_to_numpy(layer.output_bias).copy()
-    donor_bags_t = bags[donors].T.tocsr()
-    found = 0
-    for start in range(0, len(items), 1024):  # (1024, donors) similarities at a time
-        chunk = items[start:start + 1024]
-        similarity = (bags[chunk] @ donor_bags_t).toarray()
-        k = min(neighbours, len(donors))
-        best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        weight = np.take_along_axis(similarity, best, axis=1)
-        total = weight.sum(axis=1)
-        ok = total > 0
-        weight = weight[ok] / total[ok, None]
-        chosen = donors[best[ok]]
-        table[chunk[ok]] = np.einsum("nk,nkd->nd", weight, table[chosen])
-        bias[chunk[ok]] = np.einsum("nk,nk->n", weight, bias[chosen])
-        found += int(ok.sum())
-    layer.embeddings.assign(table)
-    layer.output_bias.assign(bias)
-    return found
-
-
 def grow_items(model: keras.Model, num_items: int, features: ItemFeatures = None
                ) -> keras.Model:
     """A copy of `model` with room for `num_items` items; the first ones keep their index,
     weights and scores.
 
     New rows start as follows. With `features` (a feature-aware model, see `add_items`):
-    the id vector and output bias of the new item's nearest trained items by features
-    (`borrow_from_neighbours`); an item sharing no feature token with any of them gets a
-    zero id vector and, as bias, zero if the model trained with `id_dropout` else the mean
-    bias, so its features alone score it. Without: every item-sized row (the
+    id vector zero, output bias zero if the model trained with `id_dropout` else the mean
+    bias, so the item is scored by its features. Without: every item-sized row (the
     embedding, the output bias, an untied output layer's column) starts at the mean of the
     trained items' rows, the vector of an average item, which training on the new
     interactions then moves (`keras_seqrec.update.update_model`). No other weight changes.
@@ -156,9 +98,6 @@ def grow_items(model: keras.Model, num_items: int, features: ItemFeatures = None
             target.set_weights(source.get_weights())
     if feature_aware:
         grown.get_layer("item_embedding").set_features(features)
-        if grown.get_layer("item_embedding").use_id_embedding:
-            borrow_from_neighbours(grown, features, np.arange(old + 1, num_items + 1),
-                                   np.arange(1, old + 1))
     return grown
 
 

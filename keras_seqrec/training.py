@@ -595,10 +595,6 @@ def build_and_fit(
         item2vec: start the item embeddings from item2vec.
         item_features: an `ItemFeatures` of `data.vocabulary` for the model's items (kept
             apart from `hyperparameters`, which stay plain values a result JSON can record).
-            On the cold-start split (`prepare(..., cold_items=...)`), the new items then
-            take the id vector and bias of their nearest trained items by features
-            (`catalogue.borrow_from_neighbours`), as items added after training do;
-            `history.borrowed_items` counts them.
         seed: seeds the initial weights, item2vec and training.
         distribution: build and train on several devices: `"data"`, `"model"`,
             `"model:N"` or a `keras.distribution` object (JAX backend), `"mirrored"` or a
@@ -631,20 +627,6 @@ def build_and_fit(
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = build_model(model_name, data.num_items, data.max_len, **hyper)
         history = fit_recommender(model, data, seed=seed, **fit_args)
-    history.borrowed_items = 0
-    if item_features is not None and len(data.cold_items) and getattr(
-            model.get_layer("item_embedding"), "use_id_embedding", False):
-        # The cold-start split's new items, which training never reached, start as a new
-        # item added after training would (`catalogue.add_items`): from their neighbours.
-        from keras_seqrec.catalogue import borrow_from_neighbours
-
-        layer = model.get_layer("item_embedding")
-        history.cold_rows_as_trained = {  # for a before/after comparison
-            name: keras.ops.convert_to_numpy(getattr(layer, name))[data.cold_items]
-            for name in ("embeddings", "output_bias")}
-        donors = np.flatnonzero(data.item_counts()[1:] > 0) + 1
-        history.borrowed_items = borrow_from_neighbours(model, item_features, data.cold_items,
-                                                        donors)
     return model, history
 
 
