@@ -254,7 +254,8 @@ def _store_each_weight_once(archive) -> None:
     """Keras' TensorFlow `ExportArchive` writes every weight twice, once through the
     `keras.Variable` wrappers `track()` lists and once as the `tf.Variable`s the endpoints
     capture (keras-team/keras#23553), which doubles the SavedModel and the memory of every
-    server that loads it (5.3 GB for a 10,000,000-item SASRec). Listing the `tf.Variable`s
+    server that loads it (a 10,000,000-item SASRec's is 2.8 GiB, not twice that,
+    `benchmarks/SPEED.md`). Listing the `tf.Variable`s
     themselves lets TensorFlow's checkpoint see one object per weight."""
     tracked = getattr(archive, "_tf_trackable", None)
     if tracked is None:  # pragma: no cover - another Keras layout: nothing to mend
