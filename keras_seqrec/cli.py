@@ -522,6 +522,8 @@ def cmd_train(args) -> int:
                     "format": args.format,
                     "columns": {k: getattr(args, k) for k in
                                 ("user_col", "item_col", "time_col", "rating_col")},
+                    **({"out_of_core": {"memory_limit": args.memory_limit}}
+                       if getattr(args, "out_of_core", False) else {}),
                     **data.describe()},
         "training": {
             "epochs_run": len(history.history["loss"]), "best_epoch": history.best_epoch + 1,
@@ -711,9 +713,24 @@ def _run_data(run: dict, run_dir: str, args):
     from keras_seqrec import Vocabulary, prepare
 
     settings = run["dataset"]["settings"]
-    log = _run_log(run, args)
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
     updated = bool(run["dataset"].get("updates"))
+    out_of_core = run["dataset"].get("out_of_core")
+    if out_of_core and not updated:  # prepared through DuckDB: rebuild it the same way
+        _source_args(args, run["dataset"])
+        args.memory_limit = out_of_core["memory_limit"]
+        args.max_len = settings["max_len"]
+        args.min_rating = -1 if settings["min_rating"] is None else settings["min_rating"]
+        args.min_user_interactions = settings["min_user_interactions"]
+        args.min_item_interactions = settings["min_item_interactions"]
+        args.keep_duplicates = not settings.get("drop_duplicates", True)
+        args.cold_items = settings.get("cold_items", 0.0)
+        args.seed = settings.get("seed", 0)
+        _, data = _prepare_out_of_core(args)
+        if data.vocabulary != vocabulary:
+            raise CliError("the data no longer matches the model's vocabulary.")
+        return data
+    log = _run_log(run, args)
     min_rating = settings["min_rating"] if log.has_ratings else None
     data = prepare(
         log, max_len=settings["max_len"], min_rating=min_rating,

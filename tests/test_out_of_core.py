@@ -216,3 +216,26 @@ def test_cli_out_of_core_errors(tmp_path, capsys):
                      "--min-rating", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "time_col='timestamp'" in err[0]
+
+
+def test_a_run_trained_out_of_core_is_evaluated_the_same_way_and_exports(ml_small_parquet,
+                                                                         tmp_path, capsys):
+    from keras_seqrec import cli
+
+    run = tmp_path / "run"
+    assert cli.main([
+        "train", "--dataset", str(ml_small_parquet), "--out-of-core", "--user-col", "userId",
+        "--item-col", "movieId", "--rating-col", "rating", "--model", "gru", "--epochs", "1",
+        "--embedding-dim", "8", "--hidden-dim", "8", "--max-len", "20", "--output", str(run),
+        "--verbose", "0"]) == 0
+    with open(run / "run.json") as f:
+        record = json.load(f)
+    assert record["dataset"]["out_of_core"] == {"memory_limit": "3GB"}
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10"]) == 0
+    captured = capsys.readouterr()
+    assert "prepare_parquet: split" in captured.err  # rebuilt through DuckDB, not pandas
+    gru = record["metrics"]["gru"]["test"]
+    assert f"{gru['ndcg@10']:.4f} +- {gru['ndcg@10_se']:.4f}" in captured.out
+    assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "1" / "saved_model.pb").exists()  # reads the run folder only
