@@ -43,30 +43,52 @@ def _process_count() -> int:
     return jax.process_count()
 
 
-def _prepare_out_of_core(args):
+_COLUMNS = ("user_col", "item_col", "time_col", "rating_col")
+
+
+def _columns(args) -> dict:
+    """The `--user-col`/`--item-col`/`--time-col`/`--rating-col` of a command."""
+    return {k: getattr(args, k) for k in _COLUMNS}
+
+
+def _split_settings(args) -> dict:
+    """`prepare`'s settings from a command's flags, all but `min_rating`."""
+    return dict(max_len=args.max_len, min_user_interactions=args.min_user_interactions,
+                min_item_interactions=args.min_item_interactions,
+                drop_duplicates=not getattr(args, "keep_duplicates", False),
+                tie_break=getattr(args, "tie_break", "file"),
+                seed=getattr(args, "seed", 0) or 0,
+                cold_items=getattr(args, "cold_items", 0.0) or 0.0)
+
+
+def _stored_settings(settings: dict) -> dict:
+    """`prepare`'s settings from a run.json's `dataset.settings`, all but `min_rating`."""
+    return dict(max_len=settings["max_len"],
+                min_user_interactions=settings["min_user_interactions"],
+                min_item_interactions=settings["min_item_interactions"],
+                drop_duplicates=settings.get("drop_duplicates", True),
+                tie_break=settings.get("tie_break", "file"), seed=settings.get("seed", 0),
+                cold_items=settings.get("cold_items", 0.0))
+
+
+def _prepare_out_of_core(source: str, columns: dict, memory_limit: str,
+                         min_rating: Optional[float], settings: dict):
+    """`prepare_parquet` of a Parquet file or folder, its errors as one-line CLI errors."""
     from keras_seqrec.data.out_of_core import prepare_parquet
 
-    if not os.path.exists(args.dataset):
-        raise CliError(f"--out-of-core reads a Parquet file or folder; {args.dataset!r} is "
+    if not os.path.exists(source):
+        raise CliError(f"--out-of-core reads a Parquet file or folder; {source!r} is "
                        "neither.")
-    min_rating = args.min_rating
-    if min_rating is not None and (min_rating < 0 or args.rating_col is None):
-        if min_rating >= 0:
-            print("note: no --rating-col, so every interaction counts (--min-rating ignored).",
-                  file=sys.stderr)
+    if min_rating is not None and columns.get("rating_col") is None:
+        print("note: no --rating-col, so every interaction counts (--min-rating ignored).",
+              file=sys.stderr)
         min_rating = None
-    if getattr(args, "tie_break", "file") != "file":
+    settings = dict(settings)
+    if settings.pop("tie_break") != "file":
         raise CliError("--out-of-core breaks ties in file order only; drop --tie-break.")
     try:
-        return None, prepare_parquet(
-            args.dataset, user_col=args.user_col, item_col=args.item_col,
-            time_col=args.time_col, rating_col=args.rating_col, max_len=args.max_len,
-            min_rating=min_rating, min_user_interactions=args.min_user_interactions,
-            min_item_interactions=args.min_item_interactions,
-            drop_duplicates=not getattr(args, "keep_duplicates", False),
-            seed=getattr(args, "seed", 0) or 0,
-            cold_items=getattr(args, "cold_items", 0.0) or 0.0,
-            memory_limit=args.memory_limit)
+        return prepare_parquet(source, **columns, min_rating=min_rating,
+                               memory_limit=memory_limit, **settings)
     except (ValueError, FileNotFoundError, ImportError) as error:
         raise CliError(str(error)) from None
 
@@ -74,27 +96,19 @@ def _prepare_out_of_core(args):
 def _prepare(args):
     from keras_seqrec import prepare
 
-    if getattr(args, "out_of_core", False):
-        return _prepare_out_of_core(args)
-    log = _load_interactions(args)
+    settings = _split_settings(args)
     min_rating = args.min_rating
     if min_rating is not None and min_rating < 0:
         min_rating = None
+    if getattr(args, "out_of_core", False):
+        return None, _prepare_out_of_core(args.dataset, _columns(args), args.memory_limit,
+                                          min_rating, settings)
+    log = _load_interactions(args)
     if min_rating is not None and not log.has_ratings:
         print(f"note: {log.name} has no ratings, so every interaction counts "
               "(--min-rating ignored).", file=sys.stderr)
         min_rating = None
-    return log, prepare(
-        log,
-        max_len=args.max_len,
-        min_rating=min_rating,
-        min_user_interactions=args.min_user_interactions,
-        min_item_interactions=args.min_item_interactions,
-        drop_duplicates=not getattr(args, "keep_duplicates", False),
-        tie_break=getattr(args, "tie_break", "file"),
-        seed=getattr(args, "seed", 0) or 0,
-        cold_items=getattr(args, "cold_items", 0.0) or 0.0,
-    )
+    return log, prepare(log, min_rating=min_rating, **settings)
 
 
 def _item_features(args, data):
@@ -520,8 +534,7 @@ def cmd_train(args) -> int:
                            **features.describe()} if features is not None else None),
         "dataset": {"source": args.dataset, "data_dir": args.data_dir,
                     "format": args.format,
-                    "columns": {k: getattr(args, k) for k in
-                                ("user_col", "item_col", "time_col", "rating_col")},
+                    "columns": _columns(args),
                     **({"out_of_core": {"memory_limit": args.memory_limit}}
                        if getattr(args, "out_of_core", False) else {}),
                     **data.describe()},
@@ -599,9 +612,7 @@ def cmd_update(args) -> int:
     from keras_seqrec.data.features import ItemFeatures
     from keras_seqrec.update import new_items, recent_windows, update_dataset, update_model
 
-    new_source = {"source": args.dataset, "format": args.format,
-                  "columns": {k: getattr(args, k) for k in
-                              ("user_col", "item_col", "time_col", "rating_col")}}
+    new_source = {"source": args.dataset, "format": args.format, "columns": _columns(args)}
     new_log = _load_interactions(args)
     base = copy.copy(args)
     old_log = _run_log(run, base)
@@ -712,36 +723,21 @@ def _run_data(run: dict, run_dir: str, args):
     run.json and checked against its saved vocabulary."""
     from keras_seqrec import Vocabulary, prepare
 
-    settings = run["dataset"]["settings"]
+    dataset = run["dataset"]
+    settings = _stored_settings(dataset["settings"])
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
-    updated = bool(run["dataset"].get("updates"))
-    out_of_core = run["dataset"].get("out_of_core")
+    updated = bool(dataset.get("updates"))
+    out_of_core = dataset.get("out_of_core")
     if out_of_core and not updated:  # prepared through DuckDB: rebuild it the same way
-        _source_args(args, run["dataset"])
-        args.memory_limit = out_of_core["memory_limit"]
-        args.max_len = settings["max_len"]
-        args.min_rating = -1 if settings["min_rating"] is None else settings["min_rating"]
-        args.min_user_interactions = settings["min_user_interactions"]
-        args.min_item_interactions = settings["min_item_interactions"]
-        args.keep_duplicates = not settings.get("drop_duplicates", True)
-        args.cold_items = settings.get("cold_items", 0.0)
-        args.seed = settings.get("seed", 0)
-        _, data = _prepare_out_of_core(args)
-        if data.vocabulary != vocabulary:
-            raise CliError("the data no longer matches the model's vocabulary.")
-        return data
-    log = _run_log(run, args)
-    min_rating = settings["min_rating"] if log.has_ratings else None
-    data = prepare(
-        log, max_len=settings["max_len"], min_rating=min_rating,
-        min_user_interactions=settings["min_user_interactions"],
-        min_item_interactions=settings["min_item_interactions"],
-        drop_duplicates=settings.get("drop_duplicates", True),
-        tie_break=settings.get("tie_break", "file"), seed=settings.get("seed", 0),
-        cold_items=settings.get("cold_items", 0.0),
+        data = _prepare_out_of_core(dataset["source"], dataset.get("columns") or {},
+                                    out_of_core["memory_limit"],
+                                    dataset["settings"]["min_rating"], settings)
+    else:
+        log = _run_log(run, args)
+        min_rating = dataset["settings"]["min_rating"] if log.has_ratings else None
         # An updated run's items were appended to its base run's: keep their order.
-        vocabulary=vocabulary if updated else None,
-    )
+        data = prepare(log, min_rating=min_rating, vocabulary=vocabulary if updated else None,
+                       **settings)
     if data.vocabulary != vocabulary:
         raise CliError("the data no longer matches the model's vocabulary.")
     return data
