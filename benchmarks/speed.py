@@ -367,7 +367,6 @@ def bench_data(args):
     start = time.perf_counter()
     if args.out_of_core:
         data = prepare_parquet(path, memory_limit=args.memory_limit, **settings)
-        loaded = start
     else:
         log = ks.datasets.read_log(path)
         loaded = time.perf_counter()
