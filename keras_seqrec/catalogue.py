@@ -122,3 +122,114 @@ def _grow_weights(source, target, old: int, feature_aware: bool, id_dropout: flo
         elif name == "output_bias":  # what an id-dropped item trains with, else the average
             moved[old + 1:] = 0.0 if id_dropout > 0 else trained_rows[1:].mean()
         variable.assign(rows)
+
+
+def new_item_share_offset(logits: np.ndarray, new_items: np.ndarray, share: float) -> float:
+    """The one score offset that, added to the new items' logits, gives them `share` of the
+    softmax probability on average over the rows of `logits`.
+
+    `logits` `(histories, num_items + 1)` as the model scores them; `new_items` bool
+    `(num_items + 1,)`; padding (index 0) counts on neither side. The new items' mass in a row
+    is `sigmoid(lse_new + c - lse_old)`, increasing in `c`, so the mean is solved by
+    bisection. An offset, not a per-row renormalisation: a history whose features call for
+    new items still gives them more than one that does not.
+
+    Example:
+
+    >>> logits = np.array([[-1e9, 0.0, 0.0, np.log(2.0)]])  # items 1, 2 old; 3 new
+    >>> abs(round(new_item_share_offset(logits, np.array([False, False, False, True]), 0.5), 4))
+    0.0
+    >>> round(new_item_share_offset(logits, np.array([False, False, False, True]), 0.2), 4)
+    -1.3863
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"`share` is a probability share in (0, 1); got {share!r}.")
+    new_items = np.asarray(new_items, dtype=bool).copy()
+    old = ~new_items
+    new_items[0] = old[0] = False
+    if not new_items.any() or not old.any():
+        raise ValueError("The offset needs at least one new and one trained item.")
+    logits = np.asarray(logits, dtype=np.float64)
+
+    def log_sum_exp(mask):
+        part = logits[:, mask]
+        top = part.max(axis=1)
+        return top + np.log(np.exp(part - top[:, None]).sum(axis=1))
+
+    gap = log_sum_exp(new_items) - log_sum_exp(old)
+    low, high = -100.0 - gap.max(), 100.0 - gap.min()
+    for _ in range(100):
+        middle = (low + high) / 2
+        mass = np.mean(1.0 / (1.0 + np.exp(-(gap + middle))))
+        low, high = (middle, high) if mass < share else (low, middle)
+    return float((low + high) / 2)
+
+
+def calibrate_new_items(model: keras.Model, histories: np.ndarray, new_items: np.ndarray,
+                        share: float | None = None, batch_size: int = 512) -> float:
+    """Set the output bias of a feature-aware model's new items (items that never trained: the
+    cold-start protocol's, or those `add_items` added) so that over `histories` they draw
+    `share` of the model's probability on average.
+
+    A new item is scored by its features, but nothing put its score on the same footing as
+    the trained items': their biases and id vectors were fitted by the softmax, the new
+    items' were not. One offset for all new items (their output bias, which they never
+    trained) fixes how much they draw in total and keeps how they rank among themselves and
+    for each history. The default `share` is the new items' share of the catalogue: a new
+    item draws as much as an average item. No interaction with a new item is used, only
+    `histories` (model inputs, e.g. the users' latest windows) and the model's own scores.
+
+    Args:
+        model: a zoo model built with `item_features=` (with id embeddings and output bias).
+        histories: int `(n, max_len)` model inputs; a few thousand are plenty.
+        new_items: bool `(num_items + 1,)` mask or int indices of the new items.
+        share: in (0, 1); None: `new items / num_items`.
+        batch_size: histories scored at a time.
+
+    Returns:
+        The offset, now the new items' output bias.
+
+    Example:
+
+    >>> import keras_seqrec as ks
+    >>> from keras_seqrec.testing import synthetic_item_features
+    >>> model = ks.build_model("gru", 10, 8, item_features=synthetic_item_features(10))
+    >>> histories = np.array([[0, 1, 2], [3, 4, 5]])
+    >>> offset = calibrate_new_items(model, histories, new_items=[9, 10], share=0.3)
+    >>> scores = ks.models.last_position_model(model).predict(histories, verbose=0)
+    >>> probabilities = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    >>> round(float(probabilities[:, 9:].sum(axis=1).mean()), 3)
+    0.3
+    """
+    from keras_seqrec.models.common import last_position_model
+
+    layer = model.get_layer("item_embedding")
+    if not isinstance(layer, FeatureItemEmbedding) or not layer.use_output_bias:
+        raise ValueError("Only a feature-aware model with id embeddings and an output bias "
+                         "(build_model(..., item_features=...)) has new items to calibrate.")
+    rows = layer.num_items + 1
+    mask = np.asarray(new_items)
+    if mask.dtype != bool:
+        indices, mask = mask.astype(np.int64), np.zeros(rows, dtype=bool)
+        if indices.size and (indices.min() < 1 or indices.max() >= rows):
+            raise ValueError(f"New item indices must lie in 1..{rows - 1}.")
+        mask[indices] = True
+    if mask.shape != (rows,):
+        raise ValueError(f"`new_items` must be a bool mask of {rows} entries (padding "
+                         f"included); got shape {mask.shape}.")
+    mask = mask.copy()
+    mask[0] = False
+    if share is None:
+        share = mask.sum() / layer.num_items
+    bias = np.asarray(layer.output_bias.numpy())
+    bias[mask] = 0.0
+    layer.output_bias.assign(bias)
+    scorer = last_position_model(model)
+    histories = np.asarray(histories)
+    logits = np.concatenate([np.asarray(scorer.predict_on_batch(histories[i:i + batch_size]),
+                                        dtype=np.float32)
+                             for i in range(0, len(histories), batch_size)])
+    offset = new_item_share_offset(logits, mask, float(share))
+    bias[mask] = offset
+    layer.output_bias.assign(bias)
+    return offset

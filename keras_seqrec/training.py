@@ -115,6 +115,43 @@ class RankingValidation(keras.callbacks.Callback):
                       f"(val_{self.metric} = {self.best:.4f}).")
 
 
+class NewItemCalibration(keras.callbacks.Callback):
+    """After each epoch, before validation: put the cold-start split's new items on the same
+    footing as the trained ones (`catalogue.calibrate_new_items`: their output bias is set so
+    that they draw their share of the catalogue's probability over the users' histories).
+
+    The histories are a seeded sample of the users' validation inputs (their training
+    sequences; the targets are not read). The calibration is part of the weights, so the
+    kept epoch, checkpoints and exports carry it.
+    """
+
+    def __init__(self, data: SequenceDataset, model: keras.Model, samples: int = 4096,
+                 seed: int = 0):
+        super().__init__()
+        self.target_model, self.new_items = model, data.cold_mask()
+        inputs = data.validation.inputs(data.max_len)
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(inputs), size=min(samples, len(inputs)), replace=False))
+        self.histories = inputs[keep]
+        self.offset = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_seqrec.catalogue import calibrate_new_items
+
+        self.offset = calibrate_new_items(self.target_model, self.histories, self.new_items)
+
+
+def calibrates_new_items(model: keras.Model, data: SequenceDataset) -> bool:
+    """Whether `fit_recommender` calibrates `model`'s new items on `data`: a cold-start split
+    and a feature-aware model with id embeddings (the only kind whose new items differ from
+    its trained ones)."""
+    from keras_seqrec.layers import FeatureItemEmbedding
+
+    layer = next((lay for lay in model.layers if lay.name == "item_embedding"), None)
+    return (len(data.cold_items) > 0 and isinstance(layer, FeatureItemEmbedding)
+            and layer.use_output_bias)
+
+
 def _digest(arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -368,6 +405,11 @@ def fit_recommender(
     An epoch whose loss is not finite stops training (`history.stopped_by == "diverged"`) and
     is never kept; if the first epoch diverges, `FloatingPointError` is raised.
 
+    On a cold-start split (`prepare(..., cold_items=share)`) the new items never train; a
+    feature-aware model scores them from their features, and after every epoch, before
+    validation, their output bias is set so that they draw their share of the catalogue's
+    probability (`NewItemCalibration`, `catalogue.calibrate_new_items`).
+
     The model is always compiled here with `loss` and `optimizer` (or Adam at
     `learning_rate`), whether or not it was compiled before; the caller's loss object is
     never changed.
@@ -522,6 +564,8 @@ def fit_recommender(
     train, steps = as_fit_input(batches)
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
+    if calibrates_new_items(model, data):  # before validation scores them
+        all_callbacks.insert(1, NewItemCalibration(data, model, seed=seed))
     if learning_rate_schedule == "plateau":  # after validation: it reads val_*
         all_callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=f"val_{validation_metric}", mode="max", factor=0.5,

@@ -1,5 +1,7 @@
 """The cold-start protocol: new items never reach training, and are evaluated apart."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +102,68 @@ def test_the_content_baseline_recommends_a_new_item_like_its_history():
         same_kind = data.vocabulary.lookup([i for i in kinds if kinds[i] == kinds[twin[0]]])
         assert set(np.flatnonzero(scores == scores[1:].max())) == set(same_kind)
         assert scores[0] == -np.inf
+
+
+def _new_item_mass(model, histories, new_items):
+    scores = ks.models.last_position_model(model).predict(histories, verbose=0)
+    scores = scores.astype(np.float64)
+    probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return probabilities[:, new_items].sum(axis=1).mean()
+
+
+def test_a_feature_aware_model_gives_new_items_their_share_and_reads_no_target():
+    import keras
+
+    from keras_seqrec.training import NewItemCalibration
+
+    data = ks.prepare(deterministic_log(num_users=200, num_items=20), max_len=10,
+                      cold_items=0.2, seed=0)
+    raw = data.vocabulary.ids
+    features = ItemFeatures.from_frame(data.vocabulary, pd.DataFrame(
+        {"item": raw, "kind": [f"k{i % 4}" for i in range(len(raw))]}), categorical=["kind"])
+    keras.utils.set_random_seed(0)
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=8, hidden_dim=8,
+                           item_features=features, id_dropout=0.5)
+    calibration = []
+    ks.fit_recommender(model, data, epochs=2, verbose=0,
+                       callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, l: (
+                           calibration.append(model.get_layer("item_embedding")
+                                              .output_bias.numpy()[data.cold_items].copy())))])
+    bias = model.get_layer("item_embedding").output_bias.numpy()
+    # One offset for every new item, the one of the kept epoch, and it gives them their
+    # share of the catalogue (4 of 20 items) over the users' histories.
+    assert np.unique(bias[data.cold_items]).size == 1
+    assert any(np.array_equal(bias[data.cold_items], c) for c in calibration)
+    histories = data.validation.inputs(data.max_len)
+    assert _new_item_mass(model, histories, data.cold_items) == pytest.approx(0.2, abs=1e-3)
+    # The calibration reads the histories only: other targets, the same offset.
+    shuffled = dataclasses.replace(data, validation=data.validation.with_targets(
+        np.random.default_rng(0).permutation(data.validation.targets)))
+    first, second = (NewItemCalibration(d, model) for d in (data, shuffled))
+    first.on_epoch_end(0)
+    second.on_epoch_end(0)
+    assert first.offset == second.offset
+
+
+def test_calibration_takes_a_share_and_refuses_what_it_cannot_calibrate():
+    from keras_seqrec.catalogue import calibrate_new_items, new_item_share_offset
+    from keras_seqrec.testing import synthetic_item_features
+
+    model = ks.build_model("gru", 10, 8, item_features=synthetic_item_features(10))
+    histories = np.array([[0, 1, 2], [3, 4, 5], [0, 0, 7]])
+    for share in (0.05, 0.5, 0.9):
+        offset = calibrate_new_items(model, histories, new_items=[9, 10], share=share)
+        bias = model.get_layer("item_embedding").output_bias.numpy()
+        assert bias[9] == bias[10] == pytest.approx(offset)
+        assert _new_item_mass(model, histories, [9, 10]) == pytest.approx(share, abs=1e-4)
+    calibrate_new_items(model, histories, new_items=[9, 10])  # default: 2 of 10 items
+    assert _new_item_mass(model, histories, [9, 10]) == pytest.approx(0.2, abs=1e-4)
+    with pytest.raises(ValueError, match=r"share in \(0, 1\)"):
+        new_item_share_offset(np.zeros((1, 4)), np.array([0, 0, 1, 1], bool), 1.0)
+    with pytest.raises(ValueError, match="at least one new and one trained"):
+        new_item_share_offset(np.zeros((1, 4)), np.zeros(4, bool), 0.5)
+    with pytest.raises(ValueError, match=r"must lie in 1\.\.10"):
+        calibrate_new_items(model, histories, new_items=[0, 3])
+    with pytest.raises(ValueError, match="Only a feature-aware model"):
+        calibrate_new_items(ks.build_model("gru", 10, 8), histories, new_items=[9])
