@@ -11,7 +11,8 @@ from keras_seqrec.layers import FeatureItemEmbedding
 _ITEM_SIZED = ("ItemEmbedding", "FeatureItemEmbedding", "ItemScores")
 
 
-def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
+def add_items(model: keras.Model, features: ItemFeatures, histories: np.ndarray = None,
+              share: float = None) -> keras.Model:
     """A copy of a feature-aware `model` whose catalogue also holds the new items of
     `features` (from `old_features.with_new_items(frame)`), their vectors computed from
     their features.
@@ -26,9 +27,17 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
         model2 = add_items(model, features2)
         export_saved_model(model2, features2.vocabulary, item_counts=np.r_[counts, zeros])
 
+    With `histories` (model inputs, e.g. the users' latest windows) the new items' output bias
+    is then calibrated so that they draw `share` of the probability over them (default: their
+    share of the catalogue, `calibrate_new_items`), as `fit_recommender` does for the
+    cold-start split's new items.
+
     Args:
         model: a zoo model built with `item_features=` and the tied output (the default).
         features: the old features with the new items appended (`with_new_items`).
+        histories: int `(n, max_len)` histories to calibrate the new items on; None keeps
+            the bias described above.
+        share: with `histories`, the new items' share of the probability, in (0, 1).
 
     Raises:
         ValueError: the model does not read item features, its output is untied (a dense
@@ -56,7 +65,10 @@ def add_items(model: keras.Model, features: ItemFeatures) -> keras.Model:
     if new <= old:
         raise ValueError(f"`features` holds {new} items, not more than the model's {old}; "
                          "add the new items with `features.with_new_items(frame)`.")
-    return grow_items(model, features.vocabulary.num_items, features=features)
+    grown = grow_items(model, features.vocabulary.num_items, features=features)
+    if histories is not None:
+        calibrate_new_items(grown, histories, np.arange(old + 1, new + 1), share=share)
+    return grown
 
 
 def grow_items(model: keras.Model, num_items: int, features: ItemFeatures = None

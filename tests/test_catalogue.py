@@ -134,3 +134,25 @@ def test_an_update_starts_new_items_from_their_features_and_trains_them(trained)
     top = np.argsort(-scores, axis=1)[:, :6]  # category 3's five old items and 99
     assert (top == new).any(axis=1).mean() >= 0.9
     assert model.output_shape[-1] == data.vocabulary.size  # the trained model is untouched
+
+
+def test_added_items_can_be_given_their_share_over_the_users_histories(trained):
+    data, features, model = trained
+    grown_features = features.with_new_items(
+        pd.DataFrame({"item": [99, 98], "category": ["c3", "c1"]}))
+    x = data.test.inputs(data.max_len)
+    plain = add_items(model, grown_features)
+    grown = add_items(model, grown_features, histories=x, share=0.3)
+    layer = grown.get_layer("item_embedding")
+    new = np.arange(data.vocabulary.size, data.vocabulary.size + 2)
+    scores = keras.ops.convert_to_numpy(ks.models.common.last_position_model(grown)(x))
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    assert (p[:, new].sum(axis=1) / p.sum(axis=1)).mean() == pytest.approx(0.3, abs=1e-3)
+    # Only the new items' bias moved, by one offset; their order per history is kept.
+    before = plain.get_layer("item_embedding").output_bias.numpy()
+    after = layer.output_bias.numpy()
+    np.testing.assert_array_equal(before[:data.vocabulary.size], after[:data.vocabulary.size])
+    assert np.ptp(after[new] - before[new]) < 1e-6
+    old_scores = keras.ops.convert_to_numpy(ks.models.common.last_position_model(plain)(x))
+    np.testing.assert_array_equal(np.argmax(old_scores[:, new], axis=1),
+                                  np.argmax(scores[:, new], axis=1))
