@@ -1,0 +1,213 @@
+"""New items on a cold-start split: how much of the ranking to give them, and what it costs.
+
+    keras-seqrec train --config benchmarks/results/amazon-beauty/sasrec_exclude_seen_cold10_features_iddrop0.5_lr_plateau.json \\
+        --dataset ../shared/data/amazon-beauty/Beauty.txt \\
+        --item-features ../shared/data/amazon-beauty/Beauty_item2attributes.json --output RUN
+    python benchmarks/new_items.py --run-dir RUN --name amazon-beauty_sasrec
+
+A feature-aware model trained on a cold-start split (`prepare(..., cold_items=0.1)`) scores
+its new items from their features. One number decides how they compete with the trained
+items: an offset added to all new items' scores (their output bias, which never trained;
+`keras_seqrec.catalogue.calibrate_new_items` sets it from a share of the probability). This
+script scores the run's validation and test users once and sweeps that offset, reporting for
+each: the share of the probability the new items then draw over the validation histories,
+the share of top-10 slots they take, and NDCG@10 (± SE) on warm and cold targets of both
+splits, with the content baseline beside them. Three rows are named:
+
+- `untrained`: offset 0, the bias an id-dropped item trains with (what the model learnt);
+- `share`: the default rule, new items draw their share of the catalogue;
+- `budget`: the largest offset whose cost to *warm* validation targets is at most one
+  standard error (reads no interaction of a new item).
+
+Also a temperature check: new items' scores divided by T < 1 (sharper) at the same warm cost.
+Writes benchmarks/results/new_items/<name>.json and benchmarks/NEW_ITEMS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results", "new_items")
+OFFSETS = [round(float(c), 2) for c in np.arange(-1.0, 2.01, 0.25)]
+TEMPERATURES = (1.0, 0.9, 0.8, 0.7)
+
+
+def _scores(model, split, max_len):
+    from keras_seqrec.models.common import last_position_model
+
+    scorer, inputs = last_position_model(model), split.inputs(max_len)
+    return np.concatenate([np.asarray(scorer.predict_on_batch(inputs[i:i + 1024]))
+                           for i in range(0, len(inputs), 1024)]).astype(np.float32)
+
+
+class _Split:
+    """One split's scores at offset 0, re-ranked for any offset and temperature."""
+
+    def __init__(self, scores, split, new, content_scores):
+        from keras_seqrec.evaluation import mask_seen
+
+        self.scores, self.split, self.new = scores, split, new
+        self.cold = new[split.targets]
+        self.content = self._ndcg(mask_seen(content_scores, split.history))
+
+    def _ndcg(self, masked):
+        from keras_seqrec.evaluation import per_user_values, target_ranks
+
+        values = per_user_values(target_ranks(masked, self.split.targets), "ndcg@10")
+        return {part: (float(values[m].mean()), float(values[m].std(ddof=1) / np.sqrt(m.sum())),
+                       int(m.sum()))
+                for part, m in (("warm", ~self.cold), ("cold", self.cold))}
+
+    def at(self, offset, temperature=1.0):
+        from keras_seqrec.evaluation import mask_seen, top_k_items
+
+        scores = self.scores.copy()
+        scores[:, self.new] = scores[:, self.new] / temperature + offset
+        masked = mask_seen(scores, self.split.history)
+        result = self._ndcg(masked)
+        result["top10_share"] = float(self.new[top_k_items(masked, 10)].mean())
+        return result
+
+
+def _mass(scores, new, offset, temperature=1.0):
+    """Mean softmax probability of the new items over the rows of `scores`."""
+    shifted = scores.astype(np.float64)
+    shifted[:, new] = shifted[:, new] / temperature + offset
+    shifted -= shifted.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    return float((p[:, new].sum(axis=1) / p.sum(axis=1)).mean())
+
+
+def _row(label, offset, validation, test, scores, new, temperature=1.0):
+    return {"row": label, "offset": float(offset), "temperature": temperature,
+            "probability_share": _mass(scores, new, offset, temperature),
+            "validation": validation.at(offset, temperature), "test": test.at(offset, temperature)}
+
+
+def _budget_offset(validation, temperature, limit):
+    """The largest offset (bisection) whose warm validation NDCG@10 is at least `limit`."""
+    low, high = -12.0, 3.0
+    for _ in range(14):
+        middle = (low + high) / 2
+        low, high = (middle, high) if validation.at(middle, temperature)["warm"][0] >= limit \
+            else (low, middle)
+    return low
+
+
+def run(run_dir: str, name: str) -> dict:
+    import argparse as _argparse
+
+    from keras_seqrec.baselines import ContentBaseline  # first: it quiets TF's start-up
+    from keras_seqrec.catalogue import new_item_share_offset
+    from keras_seqrec.cli import _run_data
+    from keras_seqrec.data.features import ItemFeatures
+
+    import keras
+
+    with open(os.path.join(run_dir, "run.json")) as f:
+        info = json.load(f)
+    data = _run_data(info, run_dir, _argparse.Namespace())
+    if not len(data.cold_items):
+        raise SystemExit(f"{run_dir} was not trained on a cold-start split (--cold-items).")
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    layer = model.get_layer("item_embedding")
+    bias = layer.output_bias.numpy()
+    bias[data.cold_items] = 0.0  # offsets below are relative to the untrained bias
+    layer.output_bias.assign(bias)
+    features = ItemFeatures.load(os.path.join(run_dir, "item_features.npz"))
+    content = ContentBaseline(data, features)
+    new = data.cold_mask()
+    splits = {}
+    for which in ("validation", "test"):
+        split = getattr(data, which)
+        splits[which] = _Split(_scores(model, split, data.max_len), split, new,
+                               content.score(split.inputs(data.max_len)))
+    validation, test = splits["validation"], splits["test"]
+    scores = validation.scores
+    rows = [_row(f"offset {c:+.2f}", c, validation, test, scores, new) for c in OFFSETS]
+    share = len(data.cold_items) / data.num_items
+    base = validation.at(0.0)["warm"]
+    limit = base[0] - base[1]
+    named = [_row("untrained", 0.0, validation, test, scores, new),
+             _row("share", new_item_share_offset(scores, new, share), validation, test,
+                  scores, new),
+             _row("budget", _budget_offset(validation, 1.0, limit), validation, test,
+                  scores, new)]
+    sharper = [_row(f"budget, T={t}", _budget_offset(validation, t, limit), validation, test,
+                    scores, new, t) for t in TEMPERATURES[1:]]
+    return {"name": name, "run_dir": os.path.abspath(run_dir), "model": info["model"],
+            "cold_items": data.describe()["cold_items"], "catalogue_share": share,
+            "warm_budget": {"validation_warm_ndcg@10": base[0], "se": base[1], "limit": limit},
+            "content": {"validation": validation.content, "test": test.content},
+            "named": named, "sweep": rows, "temperature": sharper,
+            "command": "python benchmarks/new_items.py " + " ".join(sys.argv[1:])}
+
+
+def _cell(part):
+    value, se, n = part
+    return f"{value:.4f} ± {se:.4f}"
+
+
+def render() -> str:
+    lines = ["# New items on a cold-start split", "",
+             "Generated by `python benchmarks/new_items.py` from "
+             "`benchmarks/results/new_items/*.json`. One trained feature-aware model per "
+             "file; its new items' scores are shifted by one offset (their output bias), "
+             "sharpened by 1/T in the last rows. \"probability share\": the new items' mean "
+             "softmax mass over the validation histories; \"top-10 share\": their share of "
+             "the validation top-10 slots. `untrained`: offset 0; `share`: new items draw "
+             "their share of the catalogue (the default of `fit_recommender` on a cold "
+             "split); `budget`: the largest offset costing warm validation NDCG@10 at most "
+             "one standard error. NDCG@10 on test, seen items excluded, ± SE over users.", ""]
+    for path in sorted(glob.glob(os.path.join(OUT, "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        info = r["cold_items"]
+        lines += [f"## {r['name']} ({r['model']}, {info['items']} new items of "
+                  f"{round(info['items'] / r['catalogue_share'])}; test targets: "
+                  f"{r['content']['test']['warm'][2]} warm, {r['content']['test']['cold'][2]} "
+                  "cold)", "",
+                  "| row | offset | probability share | top-10 share | val warm | val cold | "
+                  "test warm | test cold |", "|---|---|---|---|---|---|---|---|",
+                  f"| content baseline | | | | {_cell(r['content']['validation']['warm'])} | "
+                  f"{_cell(r['content']['validation']['cold'])} | "
+                  f"{_cell(r['content']['test']['warm'])} | "
+                  f"{_cell(r['content']['test']['cold'])} |"]
+        for row in r["named"] + r["temperature"] + r["sweep"]:
+            name = f"**{row['row']}**" if row in r["named"] else row["row"]
+            lines.append(
+                f"| {name} | {row['offset']:+.2f} | {row['probability_share']:.3f} | "
+                f"{row['validation']['top10_share']:.3f} | {_cell(row['validation']['warm'])} | "
+                f"{_cell(row['validation']['cold'])} | {_cell(row['test']['warm'])} | "
+                f"{_cell(row['test']['cold'])} |")
+        lines += ["", "    " + r["command"], ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run-dir", help="a keras-seqrec train output on a cold-start split")
+    p.add_argument("--name", help="result file name, e.g. amazon-beauty_sasrec")
+    p.add_argument("--render-only", action="store_true")
+    args = p.parse_args(argv)
+    if not args.render_only:
+        if not (args.run_dir and args.name):
+            p.error("--run-dir and --name are needed (or --render-only)")
+        result = run(args.run_dir, args.name)
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, f"{args.name}.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    with open(os.path.join(HERE, "NEW_ITEMS.md"), "w") as f:
+        f.write(render() + "\n")
+    print(render())
+
+
+if __name__ == "__main__":
+    main()
