@@ -156,6 +156,30 @@ def new_item_share_offset(logits: np.ndarray, new_items: np.ndarray, share: floa
     """
     if not 0.0 < share < 1.0:
         raise ValueError(f"`share` is a probability share in (0, 1); got {share!r}.")
+    gap = _new_item_gap(logits, new_items)
+    low, high = -100.0 - gap.max(), 100.0 - gap.min()
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _mean_mass(gap, middle) < share else (low, middle)
+    return float((low + high) / 2)
+
+
+def new_item_mass(logits: np.ndarray, new_items: np.ndarray, offset: float = 0.0) -> float:
+    """The new items' softmax probability, averaged over the rows of `logits`, once
+    `offset` is added to their logits (`new_item_share_offset` solves it for a share).
+
+    Example:
+
+    >>> logits = np.array([[-1e9, 0.0, 0.0, np.log(2.0)]])  # items 1, 2 old; 3 new
+    >>> new_item_mass(logits, np.array([False, False, False, True]))
+    0.5
+    """
+    return float(_mean_mass(_new_item_gap(logits, new_items), offset))
+
+
+def _new_item_gap(logits, new_items) -> np.ndarray:
+    """Per row, log-sum-exp of the new items' logits minus the trained items' (padding on
+    neither side): their softmax mass at offset c is `sigmoid(gap + c)`."""
     new_items = np.asarray(new_items, dtype=bool).copy()
     old = ~new_items
     new_items[0] = old[0] = False
@@ -168,13 +192,21 @@ def new_item_share_offset(logits: np.ndarray, new_items: np.ndarray, share: floa
         top = part.max(axis=1)
         return top + np.log(np.exp(part - top[:, None]).sum(axis=1))
 
-    gap = log_sum_exp(new_items) - log_sum_exp(old)
-    low, high = -100.0 - gap.max(), 100.0 - gap.min()
-    for _ in range(100):
-        middle = (low + high) / 2
-        mass = np.mean(1.0 / (1.0 + np.exp(-(gap + middle))))
-        low, high = (middle, high) if mass < share else (low, middle)
-    return float((low + high) / 2)
+    return log_sum_exp(new_items) - log_sum_exp(old)
+
+
+def _mean_mass(gap: np.ndarray, offset: float) -> float:
+    return np.mean(1.0 / (1.0 + np.exp(-(gap + offset))))
+
+
+def new_item_bias_layer(model: keras.Model):
+    """The item layer whose output bias `calibrate_new_items` sets: a `FeatureItemEmbedding`
+    with id embeddings and an output bias, or None for any other model (an id-only model
+    cannot score items it never trained; a pure content model has no per-item weight)."""
+    layer = next((lay for lay in model.layers if lay.name == "item_embedding"), None)
+    if isinstance(layer, FeatureItemEmbedding) and layer.use_output_bias:
+        return layer
+    return None
 
 
 def calibrate_new_items(model: keras.Model, histories: np.ndarray, new_items: np.ndarray,
@@ -215,8 +247,8 @@ def calibrate_new_items(model: keras.Model, histories: np.ndarray, new_items: np
     """
     from keras_seqrec.models.common import last_position_model
 
-    layer = model.get_layer("item_embedding")
-    if not isinstance(layer, FeatureItemEmbedding) or not layer.use_output_bias:
+    layer = new_item_bias_layer(model)
+    if layer is None:
         raise ValueError("Only a feature-aware model with id embeddings and an output bias "
                          "(build_model(..., item_features=...)) has new items to calibrate.")
     rows = layer.num_items + 1

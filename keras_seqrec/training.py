@@ -145,11 +145,9 @@ def calibrates_new_items(model: keras.Model, data: SequenceDataset) -> bool:
     """Whether `fit_recommender` calibrates `model`'s new items on `data`: a cold-start split
     and a feature-aware model with id embeddings (the only kind whose new items differ from
     its trained ones)."""
-    from keras_seqrec.layers import FeatureItemEmbedding
+    from keras_seqrec.catalogue import new_item_bias_layer
 
-    layer = next((lay for lay in model.layers if lay.name == "item_embedding"), None)
-    return (len(data.cold_items) > 0 and isinstance(layer, FeatureItemEmbedding)
-            and layer.use_output_bias)
+    return len(data.cold_items) > 0 and new_item_bias_layer(model) is not None
 
 
 def _digest(arrays) -> str:
