@@ -54,6 +54,8 @@ class _Split:
         from keras_seqrec.evaluation import mask_seen
 
         self.scores, self.split, self.new = scores, split, new
+        # Seen items masked once: -inf stays -inf under any offset and temperature.
+        self.masked = mask_seen(scores.copy(), split.history)
         self.cold = new[split.targets]
         self.content = self._ndcg(mask_seen(content_scores, split.history))
 
@@ -65,29 +67,24 @@ class _Split:
                        int(m.sum()))
                 for part, m in (("warm", ~self.cold), ("cold", self.cold))}
 
-    def at(self, offset, temperature=1.0):
-        from keras_seqrec.evaluation import mask_seen, top_k_items
+    def at(self, offset, temperature=1.0, top10_share=True):
+        from keras_seqrec.evaluation import top_k_items
 
-        scores = self.scores.copy()
-        scores[:, self.new] = scores[:, self.new] / temperature + offset
-        masked = mask_seen(scores, self.split.history)
+        masked = self.masked.copy()
+        masked[:, self.new] = masked[:, self.new] / temperature + offset
         result = self._ndcg(masked)
-        result["top10_share"] = float(self.new[top_k_items(masked, 10)].mean())
+        if top10_share:
+            result["top10_share"] = float(self.new[top_k_items(masked, 10)].mean())
         return result
 
 
-def _mass(scores, new, offset, temperature=1.0):
-    """Mean softmax probability of the new items over the rows of `scores`."""
-    shifted = scores.astype(np.float64)
-    shifted[:, new] = shifted[:, new] / temperature + offset
-    shifted -= shifted.max(axis=1, keepdims=True)
-    p = np.exp(shifted)
-    return float((p[:, new].sum(axis=1) / p.sum(axis=1)).mean())
-
-
 def _row(label, offset, validation, test, scores, new, temperature=1.0):
+    from keras_seqrec.catalogue import new_item_mass
+
+    scaled = scores.copy()
+    scaled[:, new] /= temperature
     return {"row": label, "offset": float(offset), "temperature": temperature,
-            "probability_share": _mass(scores, new, offset, temperature),
+            "probability_share": new_item_mass(scaled, new, offset),
             "validation": validation.at(offset, temperature), "test": test.at(offset, temperature)}
 
 
@@ -96,8 +93,8 @@ def _budget_offset(validation, temperature, limit):
     low, high = -12.0, 3.0
     for _ in range(14):
         middle = (low + high) / 2
-        low, high = (middle, high) if validation.at(middle, temperature)["warm"][0] >= limit \
-            else (low, middle)
+        warm = validation.at(middle, temperature, top10_share=False)["warm"][0]
+        low, high = (middle, high) if warm >= limit else (low, middle)
     return low
 
 
