@@ -3,7 +3,8 @@
     keras-seqrec train --config benchmarks/results/amazon-beauty/sasrec_exclude_seen_cold10_features_iddrop0.5_lr_plateau.json \\
         --dataset ../shared/data/amazon-beauty/Beauty.txt \\
         --item-features ../shared/data/amazon-beauty/Beauty_item2attributes.json --output RUN
-    python benchmarks/new_items.py --run-dir RUN --name amazon-beauty_sasrec
+    python benchmarks/new_items.py --run-dir RUN --name amazon-beauty_sasrec \\
+        --reference benchmarks/results/amazon-beauty/sasrec_exclude_seen_cold10_lr_plateau.json
 
 A feature-aware model trained on a cold-start split (`prepare(..., cold_items=0.1)`) scores
 its new items from their features. One number decides how they compete with the trained
@@ -12,12 +13,18 @@ items: an offset added to all new items' scores (their output bias, which never 
 script scores the run's validation and test users once and sweeps that offset, reporting for
 each: the share of the probability the new items then draw over the validation histories,
 the share of top-10 slots they take, and NDCG@10 (± SE) on warm and cold targets of both
-splits, with the content baseline beside them. Three rows are named:
+splits, with the content baseline beside them. The named rows:
 
 - `untrained`: offset 0, the bias an id-dropped item trains with (what the model learnt);
 - `share`: the default rule, new items draw their share of the catalogue;
 - `budget`: the largest offset whose cost to *warm* validation targets is at most one
-  standard error (reads no interaction of a new item).
+  standard error of this model's own warm validation NDCG@10;
+- `id-only budget` (with `--reference`, an id-only run's result JSON on the same split): the
+  largest offset whose warm validation NDCG@10 stays within one standard error of the
+  id-only model's, i.e. the cold-start target's warm condition checked on validation.
+None of them reads an interaction of a new item. Named rows also carry paired test
+differences over the same users: cold targets against the content baseline, warm targets
+against the reference.
 
 Also a temperature check: new items' scores divided by T < 1 (sharper) at the same warm cost.
 Writes benchmarks/results/new_items/<name>.json and benchmarks/NEW_ITEMS.md.
@@ -51,41 +58,92 @@ class _Split:
     """One split's scores at offset 0, re-ranked for any offset and temperature."""
 
     def __init__(self, scores, split, new, content_scores):
-        from keras_seqrec.evaluation import mask_seen
+        from keras_seqrec.evaluation import mask_seen, target_ranks
 
         self.scores, self.split, self.new = scores, split, new
         # Seen items masked once: -inf stays -inf under any offset and temperature.
         self.masked = mask_seen(scores.copy(), split.history)
         self.cold = new[split.targets]
-        self.content = self._ndcg(mask_seen(content_scores, split.history))
+        self.content_ranks = target_ranks(mask_seen(content_scores, split.history),
+                                          split.targets)
+        self.content = self._ndcg(self.content_ranks)
 
-    def _ndcg(self, masked):
-        from keras_seqrec.evaluation import per_user_values, target_ranks
+    def _ndcg(self, ranks):
+        from keras_seqrec.evaluation import per_user_values
 
-        values = per_user_values(target_ranks(masked, self.split.targets), "ndcg@10")
+        values = per_user_values(ranks, "ndcg@10")
         return {part: (float(values[m].mean()), float(values[m].std(ddof=1) / np.sqrt(m.sum())),
                        int(m.sum()))
                 for part, m in (("warm", ~self.cold), ("cold", self.cold))}
 
-    def at(self, offset, temperature=1.0, top10_share=True):
-        from keras_seqrec.evaluation import top_k_items
-
+    def _shifted(self, offset, temperature):
         masked = self.masked.copy()
         masked[:, self.new] = masked[:, self.new] / temperature + offset
-        result = self._ndcg(masked)
+        return masked
+
+    def ranks(self, offset, temperature=1.0):
+        from keras_seqrec.evaluation import target_ranks
+
+        return target_ranks(self._shifted(offset, temperature), self.split.targets)
+
+    def at(self, offset, temperature=1.0, top10_share=True):
+        from keras_seqrec.evaluation import target_ranks, top_k_items
+
+        masked = self._shifted(offset, temperature)
+        result = self._ndcg(target_ranks(masked, self.split.targets))
         if top10_share:
             result["top10_share"] = float(self.new[top_k_items(masked, 10)].mean())
         return result
 
+    def paired(self, offset, temperature=1.0, reference_ranks=None):
+        """Test-style paired differences at this offset: cold targets vs the content baseline,
+        warm targets vs `reference_ranks` (an id-only run's, same users in the same order)."""
+        from keras_seqrec.evaluation import paired_comparison
 
-def _row(label, offset, validation, test, scores, new, temperature=1.0):
+        mine = self.ranks(offset, temperature)
+        out = {"cold_vs_content": paired_comparison(mine[self.cold],
+                                                    self.content_ranks[self.cold])}
+        if reference_ranks is not None:
+            out["warm_vs_reference"] = paired_comparison(mine[~self.cold],
+                                                         reference_ranks[~self.cold])
+        return out
+
+
+def _row(label, offset, validation, test, scores, new, temperature=1.0, reference=None):
+    """One offset's report; with `reference` (the id-only run's ranks, or {} for none) also
+    the paired test differences (named rows only: they are the ones a rule picks)."""
     from keras_seqrec.catalogue import new_item_mass
 
     scaled = scores.copy()
     scaled[:, new] /= temperature
-    return {"row": label, "offset": float(offset), "temperature": temperature,
-            "probability_share": new_item_mass(scaled, new, offset),
-            "validation": validation.at(offset, temperature), "test": test.at(offset, temperature)}
+    row = {"row": label, "offset": float(offset), "temperature": temperature,
+           "probability_share": new_item_mass(scaled, new, offset),
+           "validation": validation.at(offset, temperature),
+           "test": test.at(offset, temperature)}
+    if reference is not None:
+        row["test_paired"] = test.paired(offset, temperature, reference.get("test"))
+    return row
+
+
+def _reference(path, data):
+    """An id-only run's result JSON (benchmarks/run.py) on this run's split, and its ranks."""
+    with open(path) as f:
+        result = json.load(f)
+    if "validation_warm" not in result.get("metrics", {}) or not result.get("ranks_file"):
+        raise SystemExit(f"--reference {path} is not a cold-start result of benchmarks/run.py "
+                         "with stored ranks (run it with --cold-items).")
+    with np.load(os.path.join(os.path.dirname(path), result["ranks_file"])) as f:
+        ranks = {k: f[k] for k in f.files}
+    # Same users in the same order with the same cold targets: the same split.
+    if len(ranks["test"]) != len(data.test.targets) or not np.array_equal(
+            ranks["test_cold_target"].astype(bool), data.cold_mask()[data.test.targets]):
+        raise SystemExit(f"--reference {path} has other test users or targets than this run.")
+    warm = result["metrics"]["validation_warm"]
+    return {"file": os.path.relpath(path, HERE), "model": result["model"],
+            "validation_warm": (warm["ndcg@10"], warm["ndcg@10_se"]),
+            "test_warm": (result["metrics"]["test_warm"]["ndcg@10"],
+                          result["metrics"]["test_warm"]["ndcg@10_se"]),
+            "ranks": ranks}
 
 
 def _budget_offset(validation, temperature, limit):
@@ -98,7 +156,7 @@ def _budget_offset(validation, temperature, limit):
     return low
 
 
-def run(run_dir: str, name: str) -> dict:
+def run(run_dir: str, name: str, reference: str | None = None) -> dict:
     import argparse as _argparse
 
     from keras_seqrec.baselines import ContentBaseline  # first: it quiets TF's start-up
@@ -113,6 +171,7 @@ def run(run_dir: str, name: str) -> dict:
     data = _run_data(info, run_dir, _argparse.Namespace())
     if not len(data.cold_items):
         raise SystemExit(f"{run_dir} was not trained on a cold-start split (--cold-items).")
+    ref = _reference(reference, data) if reference else None
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     layer = model.get_layer("item_embedding")
     bias = layer.output_bias.numpy()
@@ -132,19 +191,28 @@ def run(run_dir: str, name: str) -> dict:
     share = len(data.cold_items) / data.num_items
     base = validation.at(0.0)["warm"]
     limit = base[0] - base[1]
-    named = [_row("untrained", 0.0, validation, test, scores, new),
+    paired = ref["ranks"] if ref else {}
+    named = [_row("untrained", 0.0, validation, test, scores, new, reference=paired),
              _row("share", new_item_share_offset(scores, new, share), validation, test,
-                  scores, new),
+                  scores, new, reference=paired),
              _row("budget", _budget_offset(validation, 1.0, limit), validation, test,
-                  scores, new)]
+                  scores, new, reference=paired)]
+    if ref:
+        ref_limit = ref["validation_warm"][0] - ref["validation_warm"][1]
+        named.append(_row("id-only budget", _budget_offset(validation, 1.0, ref_limit),
+                          validation, test, scores, new, reference=paired))
     sharper = [_row(f"budget, T={t}", _budget_offset(validation, t, limit), validation, test,
                     scores, new, t) for t in TEMPERATURES[1:]]
-    return {"name": name, "run_dir": os.path.abspath(run_dir), "model": info["model"],
-            "cold_items": data.describe()["cold_items"], "catalogue_share": share,
-            "warm_budget": {"validation_warm_ndcg@10": base[0], "se": base[1], "limit": limit},
-            "content": {"validation": validation.content, "test": test.content},
-            "named": named, "sweep": rows, "temperature": sharper,
-            "command": "python benchmarks/new_items.py " + " ".join(sys.argv[1:])}
+    out = {"name": name, "run_dir": os.path.abspath(run_dir), "model": info["model"],
+           "cold_items": data.describe()["cold_items"], "catalogue_share": share,
+           "warm_budget": {"validation_warm_ndcg@10": base[0], "se": base[1], "limit": limit},
+           "content": {"validation": validation.content, "test": test.content},
+           "named": named, "sweep": rows, "temperature": sharper,
+           "command": "python benchmarks/new_items.py " + " ".join(sys.argv[1:])}
+    if ref:
+        out["reference"] = {k: v for k, v in ref.items() if k != "ranks"}
+        out["reference"]["limit"] = ref_limit
+    return out
 
 
 def _cell(part):
@@ -162,7 +230,11 @@ def render() -> str:
              "the validation top-10 slots. `untrained`: offset 0; `share`: new items draw "
              "their share of the catalogue (the default of `fit_recommender` on a cold "
              "split); `budget`: the largest offset costing warm validation NDCG@10 at most "
-             "one standard error. NDCG@10 on test, seen items excluded, ± SE over users.", ""]
+             "one standard error; `id-only budget`: the largest offset keeping warm "
+             "validation NDCG@10 within one standard error of the id-only model's on the "
+             "same split. No rule reads an interaction of a new item. NDCG@10, seen items "
+             "excluded, ± SE over users; the paired table compares the named rows over the "
+             "same test users.", ""]
     for path in sorted(glob.glob(os.path.join(OUT, "*.json"))):
         with open(path) as f:
             r = json.load(f)
@@ -184,20 +256,44 @@ def render() -> str:
                 f"{row['validation']['top10_share']:.3f} | {_cell(row['validation']['warm'])} | "
                 f"{_cell(row['validation']['cold'])} | {_cell(row['test']['warm'])} | "
                 f"{_cell(row['test']['cold'])} |")
-        lines += ["", "    " + r["command"], ""]
+        lines += _paired_table(r) + ["", "    " + r["command"], ""]
     return "\n".join(lines)
+
+
+def _paired_table(r) -> list[str]:
+    named = [row for row in r["named"] if "test_paired" in row]
+    if not named:
+        return []
+    ref = r.get("reference")
+    lines = ["", "Paired over the same test users (difference ± its SE; \"noise\" under two):"
+             + (f" the id-only reference is `{ref['file']}` (test warm "
+                f"{ref['test_warm'][0]:.4f} ± {ref['test_warm'][1]:.4f}, validation warm "
+                f"{ref['validation_warm'][0]:.4f} ± {ref['validation_warm'][1]:.4f}, so the "
+                f"`id-only budget` keeps validation warm >= {ref['limit']:.4f})." if ref else ""),
+             "", "| row | test cold minus content | test warm minus id-only |", "|---|---|---|"]
+    for row in named:
+        cells = []
+        for key in ("cold_vs_content", "warm_vs_reference"):
+            c = row["test_paired"].get(key)
+            noise = " (noise)" if c and abs(c["difference"]) < 2 * c["se"] else ""
+            cells.append(f"{c['difference']:+.4f} ± {c['se']:.4f}{noise}" if c else "")
+        lines.append(f"| {row['row']} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run-dir", help="a keras-seqrec train output on a cold-start split")
     p.add_argument("--name", help="result file name, e.g. amazon-beauty_sasrec")
+    p.add_argument("--reference", help="an id-only run's result JSON on the same cold-start "
+                   "split (benchmarks/run.py --cold-items): adds the `id-only budget` rule and "
+                   "paired warm differences against it")
     p.add_argument("--render-only", action="store_true")
     args = p.parse_args(argv)
     if not args.render_only:
         if not (args.run_dir and args.name):
             p.error("--run-dir and --name are needed (or --render-only)")
-        result = run(args.run_dir, args.name)
+        result = run(args.run_dir, args.name, args.reference)
         os.makedirs(OUT, exist_ok=True)
         with open(os.path.join(OUT, f"{args.name}.json"), "w") as f:
             json.dump(result, f, indent=1)

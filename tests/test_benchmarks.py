@@ -100,15 +100,19 @@ def test_cold_start_runs_report_warm_and_cold_targets_apart_and_stay_out_of_the_
     assert "cold10" not in (tmp_path / "README.md").read_text()
 
 
-def _update_module():
+def _bench_module(name):
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "update.py"
-    spec = importlib.util.spec_from_file_location("bench_update", path)
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _update_module():
+    return _bench_module("update")
 
 
 def test_update_benchmark_tests_on_the_first_interaction_after_t2_with_all_before_as_input():
@@ -159,3 +163,33 @@ def test_update_table_is_current_with_its_json_files(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "HERE", str(tmp_path))
     assert bench.render() == committed.read_text(), (
         "benchmarks/UPDATE.md is stale: run python benchmarks/update.py --render-only")
+
+
+def test_new_items_table_is_current_and_its_rules_keep_their_promises():
+    import json
+    import pathlib
+
+    bench = _bench_module("new_items")
+    committed = pathlib.Path(bench.HERE) / "NEW_ITEMS.md"
+    assert bench.render() + "\n" == committed.read_text(), (
+        "benchmarks/NEW_ITEMS.md is stale: run python benchmarks/new_items.py --render-only")
+    files = sorted(pathlib.Path(bench.OUT).glob("*.json"))
+    assert files
+    for path in files:
+        result = json.loads(path.read_text())
+        rows = {row["row"]: row for row in result["named"]}
+        # The warm budgets hold on validation, the split they were chosen on.
+        assert rows["budget"]["validation"]["warm"][0] >= result["warm_budget"]["limit"]
+        if "reference" in result:
+            row = rows["id-only budget"]
+            assert row["validation"]["warm"][0] >= result["reference"]["limit"]
+            # A lower bar on warm validation allows a larger offset, never a smaller one.
+            looser = result["reference"]["limit"] <= result["warm_budget"]["limit"]
+            assert (row["offset"] >= rows["budget"]["offset"]) == looser
+            # Every named row carries its paired test differences over the same users.
+            for named in rows.values():
+                paired = named["test_paired"]
+                assert paired["cold_vs_content"]["examples"] == result["content"]["test"][
+                    "cold"][2]
+                assert paired["warm_vs_reference"]["examples"] == result["content"]["test"][
+                    "warm"][2]
