@@ -522,6 +522,9 @@ def main(argv=None):
                    help="Adam's beta_2 (Keras default 0.999; the SASRec paper used 0.98)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="train with AdamW and this decoupled weight decay")
+    p.add_argument("--new-item-share", type=float, default=None, metavar="SHARE",
+                   help="with --cold-items and --item-features: the share of the probability "
+                        "the new items draw after each epoch (default: their catalogue share)")
     p.add_argument("--lr-plateau", type=int, default=None, metavar="EPOCHS",
                    help="halve the learning rate after this many epochs without a better "
                         "validation NDCG@10 (at most 6 times)")
@@ -558,6 +561,8 @@ def main(argv=None):
         training["adam_beta_2"] = args.adam_beta2
     if args.weight_decay is not None:
         training["weight_decay"] = args.weight_decay
+    if args.new_item_share is not None:
+        training["new_item_share"] = args.new_item_share
     if args.lr_plateau is not None:
         training.update(learning_rate_schedule="plateau", plateau_patience=args.lr_plateau)
     if args.loss != "softmax":

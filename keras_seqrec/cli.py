@@ -278,13 +278,15 @@ def _check_train_args(args) -> None:
             early_stopping_patience=args.patience, validation_metric=args.validation_metric,
             num_negatives=args.num_negatives, plateau_patience=args.plateau_patience,
             weight_decay=args.weight_decay, adam_beta_2=args.adam_beta_2,
+            new_item_share=getattr(args, "new_item_share", None),
         )
     except ValueError as error:  # name the flag rather than the Python argument
         message = str(error)
         for arg, flag in (("early_stopping_patience", "patience"), ("num_negatives", None),
                           ("learning_rate", None), ("batch_size", None), ("epochs", None),
                           ("validation_metric", None), ("plateau_patience", None),
-                          ("weight_decay", None), ("adam_beta_2", "adam-beta2")):
+                          ("weight_decay", None), ("adam_beta_2", "adam-beta2"),
+                          ("new_item_share", None)):
             message = message.replace(f"`{arg}`", "--" + (flag or arg).replace("_", "-"))
         raise CliError(message) from None
 
@@ -404,7 +406,8 @@ def _run_json_defaults(run: dict) -> dict:
            "exclude_seen": bool(run["protocol"]["exclude_seen"]),
            **_schedule_defaults(training), **_loss_defaults(training.get("loss"))}
     for key, dest in (("epochs", "epochs"), ("early_stopping_patience", "patience"),
-                      ("weight_decay", "weight_decay"), ("adam_beta_2", "adam_beta_2")):
+                      ("weight_decay", "weight_decay"), ("adam_beta_2", "adam_beta_2"),
+                      ("new_item_share", "new_item_share")):
         if key in training:  # runs written before these were recorded keep the defaults
             out[dest] = training[key]
     if training.get("time_limit_minutes"):
@@ -432,7 +435,7 @@ def _benchmark_json_defaults(result: dict, path: str) -> dict:
            **_schedule_defaults(training), **_loss_defaults(training.get("loss"))}
     if training.get("num_negatives") is not None:
         out["num_negatives"] = training["num_negatives"]
-    for key in ("weight_decay", "adam_beta_2"):
+    for key in ("weight_decay", "adam_beta_2", "new_item_share"):
         if training.get(key) is not None:
             out[key] = training[key]
     if training.get("time_limit"):
@@ -491,6 +494,9 @@ def cmd_train(args) -> int:
     features = _item_features(args, data)
     if features is not None:
         print(f"Item features from {args.item_features}: {features.describe()}")
+    if args.new_item_share is not None and (features is None or not len(data.cold_items)):
+        raise CliError("--new-item-share sets how much new items draw on a cold-start split: "
+                       "it needs --cold-items and --item-features.")
     item2vec = starts_from_item2vec(args.model, args.item2vec)
     if item2vec:
         print("Training item2vec embeddings on the training sequences...")
@@ -508,6 +514,7 @@ def cmd_train(args) -> int:
             checkpoint_dir=os.path.join(args.output, "checkpoints"),
             tensorboard_dir=args.tensorboard_dir, verbose=args.verbose,
             time_limit=args.time_limit * 60 if args.time_limit else None,
+            new_item_share=args.new_item_share,
         )
     except FloatingPointError as error:  # diverged before any epoch could be kept
         raise CliError(str(error).replace("learning rate (it was",
@@ -546,6 +553,8 @@ def cmd_train(args) -> int:
             "learning_rate_schedule": args.lr_schedule,
             "weight_decay": args.weight_decay, "adam_beta_2": args.adam_beta_2,
             "time_limit_minutes": args.time_limit,
+            **({"new_item_share": args.new_item_share} if args.new_item_share is not None
+               else {}),
             **({"plateau_patience": args.plateau_patience} if args.lr_schedule == "plateau"
                else {}),
             "validation_metric": args.validation_metric, "seed": args.seed,
@@ -955,6 +964,10 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
                    help="decoupled weight decay (AdamW) when above 0")
     g.add_argument("--adam-beta2", dest="adam_beta_2", type=float, default=0.999,
                    help="Adam's second-moment decay (the SASRec paper used 0.98)")
+    g.add_argument("--new-item-share", type=float, default=None, metavar="SHARE",
+                   help="with --cold-items and --item-features: the share of the probability "
+                        "the new items draw after each epoch (default: their share of the "
+                        "catalogue; benchmarks/NEW_ITEMS.md measures the trade)")
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     g.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="start no epoch that would end after this many minutes (the best "

@@ -121,14 +121,15 @@ class NewItemCalibration(keras.callbacks.Callback):
     that they draw their share of the catalogue's probability over the users' histories).
 
     The histories are a seeded sample of the users' validation inputs (their training
-    sequences; the targets are not read). The calibration is part of the weights, so the
+    sequences; the targets are not read); `share` None is the new items' share of the
+    catalogue. The calibration is part of the weights, so the
     kept epoch, checkpoints and exports carry it.
     """
 
     def __init__(self, data: SequenceDataset, model: keras.Model, samples: int = 4096,
-                 seed: int = 0):
+                 seed: int = 0, share: Optional[float] = None):
         super().__init__()
-        self.target_model, self.new_items = model, data.cold_mask()
+        self.target_model, self.new_items, self.share = model, data.cold_mask(), share
         inputs = data.validation.inputs(data.max_len)
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(len(inputs), size=min(samples, len(inputs)), replace=False))
@@ -138,7 +139,8 @@ class NewItemCalibration(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from keras_seqrec.catalogue import calibrate_new_items
 
-        self.offset = calibrate_new_items(self.target_model, self.histories, self.new_items)
+        self.offset = calibrate_new_items(self.target_model, self.histories, self.new_items,
+                                          share=self.share)
 
 
 def calibrates_new_items(model: keras.Model, data: SequenceDataset) -> bool:
@@ -324,7 +326,7 @@ def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
                              validation_metric="ndcg@10", num_negatives=None,
                              num_items=None, learning_rate_schedule=None,
                              plateau_patience=1, weight_decay=0.0,
-                             adam_beta_2=0.999) -> None:
+                             adam_beta_2=0.999, new_item_share=None) -> None:
     """Raise `ValueError` naming the first bad training argument (the CLI calls this before
     it loads any data; `fit_recommender` calls it too).
 
@@ -356,6 +358,10 @@ def check_training_arguments(*, epochs=1, batch_size=1, learning_rate=1e-3,
     if isinstance(adam_beta_2, bool) or not isinstance(adam_beta_2, (int, float)) \
             or not 0.0 < adam_beta_2 < 1.0:
         raise ValueError(f"`adam_beta_2` must be in (0, 1); got {adam_beta_2!r}.")
+    if new_item_share is not None and (
+            isinstance(new_item_share, bool) or not isinstance(new_item_share, (int, float))
+            or not 0.0 < new_item_share < 1.0):
+        raise ValueError(f"`new_item_share` must be in (0, 1); got {new_item_share!r}.")
     if num_negatives is not None:
         _check_positive("num_negatives", num_negatives, integer=True)
         if num_items is not None and num_negatives >= num_items:
@@ -387,6 +393,7 @@ def fit_recommender(
     tensorboard_dir: Optional[str] = None,
     checkpoint_dir: Optional[str] = None,
     time_limit: Optional[float] = None,
+    new_item_share: Optional[float] = None,
     seed: int = 0,
     verbose: int = 1,
 ) -> keras.callbacks.History:
@@ -406,7 +413,8 @@ def fit_recommender(
     On a cold-start split (`prepare(..., cold_items=share)`) the new items never train; a
     feature-aware model scores them from their features, and after every epoch, before
     validation, their output bias is set so that they draw their share of the catalogue's
-    probability (`NewItemCalibration`, `catalogue.calibrate_new_items`).
+    probability, or `new_item_share` of it (`NewItemCalibration`,
+    `catalogue.calibrate_new_items`).
 
     The model is always compiled here with `loss` and `optimizer` (or Adam at
     `learning_rate`), whether or not it was compiled before; the caller's loss object is
@@ -457,6 +465,10 @@ def fit_recommender(
             of the epochs so far (validation included; the first, which traces, only when it
             is the only one), would end after them. The first epoch always runs, and the best
             epoch is still restored.
+        new_item_share: on a cold-start split with a feature-aware model, the share of the
+            probability the new items draw over the users' histories after each epoch (in
+            (0, 1)); None: their share of the catalogue. Larger shows them more, at the warm
+            targets' expense (`benchmarks/NEW_ITEMS.md` measures the trade).
         seed: seeds Python, NumPy and the backend (dropout, shuffling). Initial weights are
             drawn when the model is built: call `keras.utils.set_random_seed(seed)` before
             `build_model` for a fully reproducible run (the CLI does).
@@ -502,8 +514,12 @@ def fit_recommender(
         validation_metric=validation_metric, learning_rate_schedule=learning_rate_schedule,
         plateau_patience=plateau_patience, weight_decay=weight_decay, adam_beta_2=adam_beta_2,
         num_negatives=getattr(loss, "num_negatives", None) if getattr(loss, "sampled", False)
-        else None, num_items=data.num_items,
+        else None, num_items=data.num_items, new_item_share=new_item_share,
     )
+    if new_item_share is not None and not calibrates_new_items(model, data):
+        raise ValueError("`new_item_share` sets how much a feature-aware model's new items "
+                         "draw on a cold-start split (prepare(..., cold_items=share)); "
+                         "here there are none to calibrate: leave it out.")
     if model.output_shape[-1] != data.vocabulary.size:
         raise ValueError(
             f"The model scores {model.output_shape[-1]} columns but the dataset has "
@@ -563,7 +579,8 @@ def fit_recommender(
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
     if calibrates_new_items(model, data):  # before validation scores them
-        all_callbacks.insert(1, NewItemCalibration(data, model, seed=seed))
+        all_callbacks.insert(1, NewItemCalibration(data, model, seed=seed,
+                                                   share=new_item_share))
     if learning_rate_schedule == "plateau":  # after validation: it reads val_*
         all_callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=f"val_{validation_metric}", mode="max", factor=0.5,

@@ -366,8 +366,8 @@ def test_config_errors_are_one_line(tmp_path, capsys):
 def test_train_and_evaluate_with_item_features_on_the_cold_start_split(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", "--epochs", "1", "--output", str(run), "--item-features",
-                     "movielens", "--cold-items", "0.1", "--exclude-seen"]
-                    + TINY_GRU + SMALL) == 0
+                     "movielens", "--cold-items", "0.1", "--exclude-seen",
+                     "--new-item-share", "0.3"] + TINY_GRU + SMALL) == 0
     out = capsys.readouterr().out
     table = out.split("Full-ranking", 1)[1]
     for label in ("test (warm)", "test (cold)"):
@@ -377,6 +377,8 @@ def test_train_and_evaluate_with_item_features_on_the_cold_start_split(tmp_path,
     assert saved["item_features"]["source"] == "movielens"
     assert saved["item_features"]["genres"]["kind"] == "tokens"
     assert saved["dataset"]["settings"]["cold_items"] == 0.1
+    assert saved["training"]["new_item_share"] == 0.3
+    assert cli._config_defaults(str(run / "run.json"))["new_item_share"] == 0.3  # replayed
     # Nothing trained can know a new item: pop and markov never hit a cold target.
     assert saved["metrics"]["pop"]["test_cold"]["hr@10"] == 0.0
     assert saved["metrics"]["markov"]["test_cold"]["hr@10"] == 0.0
@@ -388,6 +390,12 @@ def test_train_and_evaluate_with_item_features_on_the_cold_start_split(tmp_path,
     assert cli.main(["train", "--epochs", "1", "--output", str(tmp_path / "x"),
                      "--item-features", str(tmp_path / "none.csv")] + TINY_GRU + SMALL) == 2
     assert "neither 'movielens' nor an existing file" in capsys.readouterr().err
+    assert cli.main(["train", "--epochs", "1", "--output", str(tmp_path / "y"),
+                     "--item-features", "movielens", "--new-item-share", "0.3"]
+                    + TINY_GRU + SMALL) == 2
+    assert "it needs --cold-items and --item-features" in one_error_line(capsys)
+    assert cli.main(["train", "--output", str(tmp_path / "z"), "--new-item-share", "1"]) == 2
+    assert "--new-item-share must be in (0, 1)" in one_error_line(capsys)
 
 
 def test_export_new_items_serves_them_from_a_feature_aware_run(tmp_path, capsys):

@@ -144,6 +144,12 @@ def test_a_feature_aware_model_gives_new_items_their_share_and_reads_no_target()
     first.on_epoch_end(0)
     second.on_epoch_end(0)
     assert first.offset == second.offset
+    # A chosen share instead of the catalogue's; none to calibrate without new items.
+    ks.fit_recommender(model, data, epochs=1, verbose=0, new_item_share=0.5)
+    assert _new_item_mass(model, histories, data.cold_items) == pytest.approx(0.5, abs=1e-3)
+    warm = ks.prepare(deterministic_log(num_users=200, num_items=20), max_len=10)
+    with pytest.raises(ValueError, match="here there are none to calibrate"):
+        ks.fit_recommender(model, warm, epochs=1, verbose=0, new_item_share=0.5)
 
 
 def test_calibration_takes_a_share_and_refuses_what_it_cannot_calibrate():
