@@ -561,6 +561,8 @@ def fit_recommender(
             "exclude_seen": bool(exclude_seen), "restore_best": bool(restore_best),
             "learning_rate_schedule": learning_rate_schedule,
             "plateau_patience": plateau_patience if learning_rate_schedule == "plateau" else None,
+            # a resumed run must calibrate its new items as it started (absent: the default)
+            **({"new_item_share": new_item_share} if new_item_share is not None else {}),
         }
         checkpoint = _Checkpoint(os.fspath(checkpoint_dir), _run_fingerprint(
             model, data, settings), train_model, validation, timer)
