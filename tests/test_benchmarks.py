@@ -193,3 +193,26 @@ def test_new_items_table_is_current_and_its_rules_keep_their_promises():
                     "cold"][2]
                 assert paired["warm_vs_reference"]["examples"] == result["content"]["test"][
                     "warm"][2]
+
+
+def test_holdout_shift_moves_the_split_back_by_whole_items():
+    import pandas as pd
+
+    import keras_seqrec as ks
+    from keras_seqrec.datasets import from_dataframe
+
+    bench = _bench_module("holdout_shift")
+    log = from_dataframe(pd.DataFrame({
+        "user": [1] * 6 + [2] * 5,
+        "item": [10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24],
+        "timestamp": [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5]}))
+    data = ks.prepare(log, max_len=4)
+    for k in (0, 1, 2):
+        moved = bench.shifted(data, k)
+        raw = lambda d, split: d.vocabulary.to_ids(getattr(d, split).targets).tolist()  # noqa
+        # K items back: the test target is the item K places before the last one, and the
+        # history is everything before it.
+        assert raw(moved, "test") == [15 - k, 24 - k]
+        assert raw(moved, "validation") == [14 - k, 23 - k]
+        assert moved.test.history.tolist()[0] == list(
+            moved.vocabulary.lookup(list(range(10, 15 - k))))
