@@ -793,10 +793,14 @@ def cmd_export(args) -> int:
     saved = os.path.join(run_dir, "item_features.npz")  # a run trained with --item-features
     features = ItemFeatures.load(saved) if os.path.exists(saved) else None
     if args.new_items:
-        model, features = _with_new_items(model, features, args.new_items)
+        histories = _export_histories(run, run_dir, args) if features is not None else None
+        model, features = _with_new_items(model, features, args.new_items, histories)
         added = features.vocabulary.size - len(counts)
         vocabulary, counts = features.vocabulary, np.r_[counts, np.zeros(added, counts.dtype)]
-        print(f"Added {added:,} new items, scored from their features.")
+        print(f"Added {added:,} new items, scored from their features"
+              + (f"; calibrated on {len(histories):,} users' histories to draw "
+                 f"{added / (vocabulary.size - 1):.2%} of the probability (their share of the "
+                 "catalogue)." if histories is not None else "."))
     path = export_saved_model(
         model,
         vocabulary,
@@ -817,14 +821,32 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _with_new_items(model, features, source: str):
+def _export_histories(run: dict, run_dir: str, args, samples: int = 4096):
+    """The histories of (a seeded sample of) the run's users up to their held-out last
+    interaction, to calibrate new items on at export; None, with a note, when the run's data
+    cannot be read again."""
+    import numpy as np
+
+    try:
+        data = _run_data(run, run_dir, argparse.Namespace())
+    except (CliError, OSError, ValueError) as error:
+        print(f"note: the new items keep their starting output bias (not calibrated): the "
+              f"run's data could not be read again ({error}).", file=sys.stderr)
+        return None
+    inputs = data.test.inputs(data.max_len)  # every user's history up to the newest item
+    rng = np.random.default_rng(0)
+    return inputs[np.sort(rng.choice(len(inputs), min(samples, len(inputs)), replace=False))]
+
+
+def _with_new_items(model, features, source: str, histories=None):
     """`(model, features)` with the new items of a CSV added to a feature-aware run, whose
-    saved `features` (None for a run trained without them) give the new items' tokens."""
+    saved `features` (None for a run trained without them) give the new items' tokens;
+    calibrated on `histories` when given (`catalogue.add_items`)."""
     from keras_seqrec.catalogue import add_items
 
     grown = _features_with_new_items(features, source)
     try:
-        return add_items(model, grown), grown
+        return add_items(model, grown, histories=histories), grown
     except ValueError as error:
         raise CliError(f"--new-items {source!r}: {error}") from None
 

@@ -408,7 +408,10 @@ def test_export_new_items_serves_them_from_a_feature_aware_run(tmp_path, capsys)
     assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir)]) == 0
     assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir),
                      "--new-items", str(new)]) == 0
-    assert "Added 1 new items" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Added 1 new items" in out
+    # Calibrated as fit_recommender does on a cold split: on the run's users' histories.
+    assert "calibrated on 607 users' histories to draw 0.10% of the probability" in out
     import tensorflow as tf
 
     versions = {v: json.loads((export_dir / v / "assets.extra" / "vocabulary.json").read_text())
