@@ -195,7 +195,9 @@ def test_new_items_table_is_current_and_its_rules_keep_their_promises():
                     "warm"][2]
 
 
-def test_holdout_shift_moves_the_split_back_by_whole_items():
+def test_holdout_shift_moves_the_split_back_by_whole_items_and_its_table_is_current():
+    import pathlib
+
     import pandas as pd
 
     import keras_seqrec as ks
@@ -216,3 +218,7 @@ def test_holdout_shift_moves_the_split_back_by_whole_items():
         assert raw(moved, "validation") == [14 - k, 23 - k]
         assert moved.test.history.tolist()[0] == list(
             moved.vocabulary.lookup(list(range(10, 15 - k))))
+    committed = pathlib.Path(bench.HERE) / "HOLDOUT_SHIFT.md"
+    assert bench.render() + "\n" == committed.read_text(), (
+        "benchmarks/HOLDOUT_SHIFT.md is stale: run python benchmarks/holdout_shift.py "
+        "--render-only")
