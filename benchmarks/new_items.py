@@ -271,12 +271,11 @@ def _paired_table(r) -> list[str]:
                 f"{ref['validation_warm'][0]:.4f} ± {ref['validation_warm'][1]:.4f}, so the "
                 f"`id-only budget` keeps validation warm >= {ref['limit']:.4f})." if ref else ""),
              "", "| row | test cold minus content | test warm minus id-only |", "|---|---|---|"]
+    from keras_seqrec.evaluation import comparison_cell
+
     for row in named:
-        cells = []
-        for key in ("cold_vs_content", "warm_vs_reference"):
-            c = row["test_paired"].get(key)
-            noise = " (noise)" if c and abs(c["difference"]) < 2 * c["se"] else ""
-            cells.append(f"{c['difference']:+.4f} ± {c['se']:.4f}{noise}" if c else "")
+        cells = [comparison_cell(row["test_paired"][key]) if key in row["test_paired"] else ""
+                 for key in ("cold_vs_content", "warm_vs_reference")]
         lines.append(f"| {row['row']} | {cells[0]} | {cells[1]} |")
     return lines
 

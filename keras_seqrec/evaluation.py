@@ -499,6 +499,16 @@ def paired_cell(ranks_a: np.ndarray, ranks_b: np.ndarray, metric: str = "ndcg@10
     >>> paired_cell(np.array([0, 0, 3, 50]), np.array([1, 0, 9, 50]), "hr@1")
     '+0.2500 ± 0.2500 (noise)'
     """
-    out = paired_comparison(ranks_a, ranks_b, metric)
-    verdict = " (noise)" if abs(out["difference"]) < 2 * out["se"] else ""
-    return f"{out['difference']:+.4f} ± {out['se']:.4f}{verdict}"
+    return comparison_cell(paired_comparison(ranks_a, ranks_b, metric))
+
+
+def comparison_cell(comparison: dict) -> str:
+    """A `paired_comparison` result as a table cell (see `paired_cell`).
+
+    Example:
+
+    >>> comparison_cell({"difference": 0.012, "se": 0.004})
+    '+0.0120 ± 0.0040'
+    """
+    verdict = " (noise)" if abs(comparison["difference"]) < 2 * comparison["se"] else ""
+    return f"{comparison['difference']:+.4f} ± {comparison['se']:.4f}{verdict}"
