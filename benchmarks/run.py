@@ -457,7 +457,9 @@ def _cold_start_section(rows, best_baseline) -> str:
         "highest validation NDCG@10 on this split. Feature-aware runs made at or after commit 4deceec "
         "(the Amazon Beauty row tagged `calibrated`, the ML-1M rows) give their new items "
         "their share of the probability after every epoch (`catalogue.calibrate_new_items`); "
-        "`benchmarks/NEW_ITEMS.md` sweeps that share.\n\n"
+        "`benchmarks/NEW_ITEMS.md` sweeps that share. The row tagged `share0.159` draws "
+        "instead the share NEW_ITEMS.md's `id-only budget` rule chose on validation "
+        "(`--new-item-share 0.159`).\n\n"
         "| dataset | cold share | model | test NDCG@10 warm | vs best baseline (warm) | "
         "test NDCG@10 cold | vs content (cold) | val NDCG@10 (all) |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n")
