@@ -278,7 +278,7 @@ def _check_train_args(args) -> None:
             early_stopping_patience=args.patience, validation_metric=args.validation_metric,
             num_negatives=args.num_negatives, plateau_patience=args.plateau_patience,
             weight_decay=args.weight_decay, adam_beta_2=args.adam_beta_2,
-            new_item_share=getattr(args, "new_item_share", None),
+            new_item_share=args.new_item_share,
         )
     except ValueError as error:  # name the flag rather than the Python argument
         message = str(error)
@@ -825,7 +825,7 @@ def _export_histories(run: dict, run_dir: str, args, samples: int = 4096):
     """The histories of (a seeded sample of) the run's users up to their held-out last
     interaction, to calibrate new items on at export; None, with a note, when the run's data
     cannot be read again."""
-    import numpy as np
+    from keras_seqrec.catalogue import calibration_histories
 
     try:
         data = _run_data(run, run_dir, argparse.Namespace())
@@ -833,9 +833,8 @@ def _export_histories(run: dict, run_dir: str, args, samples: int = 4096):
         print(f"note: the new items keep their starting output bias (not calibrated): the "
               f"run's data could not be read again ({error}).", file=sys.stderr)
         return None
-    inputs = data.test.inputs(data.max_len)  # every user's history up to the newest item
-    rng = np.random.default_rng(0)
-    return inputs[np.sort(rng.choice(len(inputs), min(samples, len(inputs)), replace=False))]
+    # every user's history before the held-out last item
+    return calibration_histories(data.test.inputs(data.max_len), samples)
 
 
 def _with_new_items(model, features, source: str, histories=None):

@@ -128,12 +128,12 @@ class NewItemCalibration(keras.callbacks.Callback):
 
     def __init__(self, data: SequenceDataset, model: keras.Model, samples: int = 4096,
                  seed: int = 0, share: Optional[float] = None):
+        from keras_seqrec.catalogue import calibration_histories
+
         super().__init__()
         self.target_model, self.new_items, self.share = model, data.cold_mask(), share
-        inputs = data.validation.inputs(data.max_len)
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(len(inputs), size=min(samples, len(inputs)), replace=False))
-        self.histories = inputs[keep]
+        self.histories = calibration_histories(data.validation.inputs(data.max_len), samples,
+                                               seed)
         self.offset = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -516,7 +516,8 @@ def fit_recommender(
         num_negatives=getattr(loss, "num_negatives", None) if getattr(loss, "sampled", False)
         else None, num_items=data.num_items, new_item_share=new_item_share,
     )
-    if new_item_share is not None and not calibrates_new_items(model, data):
+    calibrates = calibrates_new_items(model, data)
+    if new_item_share is not None and not calibrates:
         raise ValueError("`new_item_share` sets how much a feature-aware model's new items "
                          "draw on a cold-start split (prepare(..., cold_items=share)); "
                          "here there are none to calibrate: leave it out.")
@@ -580,7 +581,7 @@ def fit_recommender(
     train, steps = as_fit_input(batches)
     # Validation first, so every later callback (checkpoint, TensorBoard, the user's) sees val_*.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), validation, timer]
-    if calibrates_new_items(model, data):  # before validation scores them
+    if calibrates:  # before validation scores them
         all_callbacks.insert(1, NewItemCalibration(data, model, seed=seed,
                                                    share=new_item_share))
     if learning_rate_schedule == "plateau":  # after validation: it reads val_*
