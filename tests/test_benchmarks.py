@@ -111,17 +111,13 @@ def _bench_module(name):
     return module
 
 
-def _update_module():
-    return _bench_module("update")
-
-
 def test_update_benchmark_tests_on_the_first_interaction_after_t2_with_all_before_as_input():
     import pandas as pd
 
     import keras_seqrec as ks
     from keras_seqrec.datasets import from_dataframe
 
-    bench = _update_module()
+    bench = _bench_module("update")
     log = from_dataframe(pd.DataFrame({
         "user": [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2, 3],
         "item": [7, 8, 9, 7, 9, 8, 9, 7, 8, 9, 5, 7],
@@ -144,7 +140,7 @@ def test_the_no_update_arm_never_sees_or_recommends_items_it_was_not_trained_on(
     import keras_seqrec as ks
     from keras_seqrec.models import last_position_model
 
-    bench = _update_module()
+    bench = _bench_module("update")
     keras.utils.set_random_seed(0)
     model = ks.build_model("gru", 5, 4, embedding_dim=4, hidden_dim=4)
     old = bench.OldCatalogue(model, num_items=5, size=8)
@@ -158,7 +154,7 @@ def test_the_no_update_arm_never_sees_or_recommends_items_it_was_not_trained_on(
 def test_update_table_is_current_with_its_json_files(tmp_path, monkeypatch):
     import pathlib
 
-    bench = _update_module()
+    bench = _bench_module("update")
     committed = pathlib.Path(bench.HERE) / "UPDATE.md"
     monkeypatch.setattr(bench, "HERE", str(tmp_path))
     assert bench.render() == committed.read_text(), (
