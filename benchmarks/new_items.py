@@ -157,27 +157,20 @@ def _budget_offset(validation, temperature, limit):
 
 
 def run(run_dir: str, name: str, reference: str | None = None) -> dict:
-    import argparse as _argparse
-
     from keras_seqrec.baselines import ContentBaseline  # first: it quiets TF's start-up
     from keras_seqrec.catalogue import new_item_share_offset
-    from keras_seqrec.cli import _run_data
-    from keras_seqrec.data.features import ItemFeatures
+    from keras_seqrec.runs import load_run
 
-    import keras
-
-    with open(os.path.join(run_dir, "run.json")) as f:
-        info = json.load(f)
-    data = _run_data(info, run_dir, _argparse.Namespace())
+    loaded = load_run(run_dir)
+    info, data, model = loaded.info, loaded.data, loaded.model
     if not len(data.cold_items):
         raise SystemExit(f"{run_dir} was not trained on a cold-start split (--cold-items).")
     ref = _reference(reference, data) if reference else None
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     layer = model.get_layer("item_embedding")
     bias = layer.output_bias.numpy()
     bias[data.cold_items] = 0.0  # offsets below are relative to the untrained bias
     layer.output_bias.assign(bias)
-    features = ItemFeatures.load(os.path.join(run_dir, "item_features.npz"))
+    features = loaded.features
     content = ContentBaseline(data, features)
     new = data.cold_mask()
     splits = {}

@@ -27,6 +27,7 @@ from keras_seqrec import (  # noqa: E402
     layers,
     losses,
     models,
+    runs,
     training,
     update,
 )
@@ -41,6 +42,7 @@ from keras_seqrec.data import (  # noqa: E402
 from keras_seqrec.evaluation import evaluate_recommender  # noqa: E402
 from keras_seqrec.export import Recommender, export_saved_model  # noqa: E402
 from keras_seqrec.models import available_models, build_model  # noqa: E402
+from keras_seqrec.runs import Run, load_run  # noqa: E402
 from keras_seqrec.training import fit_recommender  # noqa: E402
 
 __version__ = "0.1.0"
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EvalSplit",
     "Recommender",
+    "Run",
     "SequenceDataset",
     "Sequences",
     "Vocabulary",
@@ -65,10 +68,12 @@ __all__ = [
     "fit_recommender",
     "item2vec",
     "layers",
+    "load_run",
     "losses",
     "models",
     "prepare",
     "prepare_parquet",
+    "runs",
     "training",
     "update",
 ]

@@ -61,16 +61,6 @@ def _split_settings(args) -> dict:
                 cold_items=getattr(args, "cold_items", 0.0) or 0.0)
 
 
-def _stored_settings(settings: dict) -> dict:
-    """`prepare`'s settings from a run.json's `dataset.settings`, all but `min_rating`."""
-    return dict(max_len=settings["max_len"],
-                min_user_interactions=settings["min_user_interactions"],
-                min_item_interactions=settings["min_item_interactions"],
-                drop_duplicates=settings.get("drop_duplicates", True),
-                tie_break=settings.get("tie_break", "file"), seed=settings.get("seed", 0),
-                cold_items=settings.get("cold_items", 0.0))
-
-
 def _prepare_out_of_core(source: str, columns: dict, memory_limit: str,
                          min_rating: Optional[float], settings: dict):
     """`prepare_parquet` of a Parquet file or folder, its errors as one-line CLI errors."""
@@ -603,7 +593,9 @@ def cmd_update(args) -> int:
     import copy
     import time
 
-    run = _read_run(args.run_dir)
+    from keras_seqrec.runs import read_run_info, run_log
+
+    run = read_run_info(args.run_dir)
     if os.path.abspath(args.output) == os.path.abspath(args.run_dir):
         raise CliError("--output must be a new folder: an update never modifies the run it "
                        "starts from.")
@@ -614,21 +606,16 @@ def cmd_update(args) -> int:
     elif args.context < 0:
         raise CliError(f"--context must be >= 0 items, or -1; got {args.context}.")
     _claim_output(args)
-    import keras
-
     import keras_seqrec as ks
-    from keras_seqrec import Vocabulary
-    from keras_seqrec.data.features import ItemFeatures
+    from keras_seqrec.runs import load_run
     from keras_seqrec.update import new_items, recent_windows, update_dataset, update_model
 
     new_source = {"source": args.dataset, "format": args.format, "columns": _columns(args)}
     new_log = _load_interactions(args)
-    base = copy.copy(args)
-    old_log = _run_log(run, base)
-    trained_vocabulary = Vocabulary.load(os.path.join(args.run_dir, "vocabulary.json"))
-    vocabulary = trained_vocabulary
-    saved = os.path.join(args.run_dir, "item_features.npz")
-    features = ItemFeatures.load(saved) if os.path.exists(saved) else None
+    old_log = run_log(run, args.data_dir)
+    base = load_run(args.run_dir, data_dir=args.data_dir)
+    trained_vocabulary = vocabulary = base.vocabulary
+    features = base.features
     settings = run["dataset"]["settings"]
     if features is not None:
         # New items are scored from their features, so only items with features can join.
@@ -649,7 +636,7 @@ def cmd_update(args) -> int:
     added = new_items(trained_vocabulary, data.vocabulary)
     print(data)
     print(f"Update: {len(new_log.frame):,} new interactions, {len(added):,} new items.")
-    model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
+    model = base.model
     training = run["training"]
     loss = _loss_defaults(training.get("loss"))
     learning_rate = args.learning_rate
@@ -696,104 +683,42 @@ def cmd_update(args) -> int:
     return 0
 
 
-def _read_run(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "run.json")
-    if not os.path.exists(path):
-        raise CliError(f"--run-dir {run_dir!r} holds no run.json: it is not a finished "
-                       "`keras-seqrec train` run.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _source_args(args, source: dict) -> None:
-    """Point `args` at one data source of a run.json (`dataset` or one of its `updates`)."""
-    args.dataset = source["source"]
-    args.format = source.get("format")
-    for key, value in (source.get("columns") or {}).items():
-        setattr(args, key, value)
-
-
-def _run_log(run: dict, args):
-    """The interaction log a run trained on: its dataset, then each update's new log."""
-    from keras_seqrec.update import grown_log
-
-    dataset = run["dataset"]
-    args.data_dir = getattr(args, "data_dir", None) or dataset.get("data_dir")
-    _source_args(args, dataset)
-    log = _load_interactions(args)
-    for update in dataset.get("updates", []):
-        _source_args(args, update)
-        log = grown_log(log, _load_interactions(args))
-    return log
-
-
-def _run_data(run: dict, run_dir: str, args):
-    """The `SequenceDataset` a finished run was trained and evaluated on, rebuilt from its
-    run.json and checked against its saved vocabulary."""
-    from keras_seqrec import Vocabulary, prepare
-
-    dataset = run["dataset"]
-    settings = _stored_settings(dataset["settings"])
-    vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
-    updated = bool(dataset.get("updates"))
-    out_of_core = dataset.get("out_of_core")
-    if out_of_core and not updated:  # prepared through DuckDB: rebuild it the same way
-        data = _prepare_out_of_core(dataset["source"], dataset.get("columns") or {},
-                                    out_of_core["memory_limit"],
-                                    dataset["settings"]["min_rating"], settings)
-    else:
-        log = _run_log(run, args)
-        min_rating = dataset["settings"]["min_rating"] if log.has_ratings else None
-        # An updated run's items were appended to its base run's: keep their order.
-        data = prepare(log, min_rating=min_rating, vocabulary=vocabulary if updated else None,
-                       **settings)
-    if data.vocabulary != vocabulary:
-        raise CliError("the data no longer matches the model's vocabulary.")
-    return data
-
-
 def cmd_evaluate(args) -> int:
-    run = _read_run(args.run_dir)
+    from keras_seqrec.runs import read_run_info
+
+    read_run_info(args.run_dir)  # a run folder? (before the slow imports)
     for k in args.k:
         if k < 1:
             raise CliError(f"-k must be positive integers; got {k}.")
-    import keras
+    from keras_seqrec.runs import load_run
 
-    data = _run_data(run, args.run_dir, args)
-    source = run.get("item_features") or {}
+    run = load_run(args.run_dir, data_dir=args.data_dir)
+    data = run.data
+    source = run.info.get("item_features") or {}
     args.item_features, args.text_features = source.get("source"), source.get("text", ())
     features = _item_features(args, data)
-    model = keras.saving.load_model(os.path.join(args.run_dir, "model.keras"))
     models = _baselines(data, features)
-    models[run["model"]] = model
+    models[run.name] = run.model
     rows, _ = _evaluate_all(models, data, args.exclude_seen, cutoffs=tuple(args.k))
     print(_metrics_table(rows, cutoffs=tuple(args.k)))
     return 0
 
 
 def cmd_export(args) -> int:
-    run_dir = args.run_dir
-    run = _read_run(run_dir)
+    from keras_seqrec.runs import read_run_info
+
+    read_run_info(args.run_dir)  # a run folder? (before the slow imports)
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1; got {args.top_k}.")
-    import keras
     import numpy as np
 
-    from keras_seqrec import Vocabulary
-    from keras_seqrec.data.features import ItemFeatures
     from keras_seqrec.export import export_saved_model
+    from keras_seqrec.runs import load_run
 
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-    titles = None
-    if os.path.exists(os.path.join(run_dir, "titles.json")):
-        with open(os.path.join(run_dir, "titles.json"), encoding="utf-8") as f:
-            titles = json.load(f)
-    vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
-    counts = np.load(os.path.join(run_dir, "item_counts.npy"))
-    saved = os.path.join(run_dir, "item_features.npz")  # a run trained with --item-features
-    features = ItemFeatures.load(saved) if os.path.exists(saved) else None
+    run = load_run(args.run_dir)
+    model, vocabulary, counts, features = run.model, run.vocabulary, run.item_counts, run.features
     if args.new_items:
-        histories = _export_histories(run, run_dir, args) if features is not None else None
+        histories = _export_histories(run) if features is not None else None
         model, features = _with_new_items(model, features, args.new_items, histories)
         added = features.vocabulary.size - len(counts)
         vocabulary, counts = features.vocabulary, np.r_[counts, np.zeros(added, counts.dtype)]
@@ -804,32 +729,32 @@ def cmd_export(args) -> int:
     path = export_saved_model(
         model,
         vocabulary,
-        args.export_dir or os.path.join("saved_models", run["model"]),
+        args.export_dir or os.path.join("saved_models", run.name),
         top_k=args.top_k,
         version=args.version,
         exclude_seen=not args.keep_seen,
         item_counts=counts,
-        model_card=run,
-        titles=titles,
+        model_card=run.info,
+        titles=run.titles,
         jit_compile=args.jit_compile,
         item_features=features,
     )
-    print(f"Exported {run['model']} to {path}")
+    print(f"Exported {run.name} to {path}")
     print(f"Serve it: docker run -p 8501:8501 -v \"{os.path.abspath(os.path.dirname(path))}:"
-          f"/models/{run['model']}\" -e MODEL_NAME={run['model']} tensorflow/serving"
+          f"/models/{run.name}\" -e MODEL_NAME={run.name} tensorflow/serving"
           + (" --xla_cpu_compilation_enabled=true" if args.jit_compile else ""))
     return 0
 
 
-def _export_histories(run: dict, run_dir: str, args, samples: int = 4096):
-    """The histories of (a seeded sample of) the run's users up to their held-out last
+def _export_histories(run, samples: int = 4096):
+    """The histories of (a seeded sample of) a loaded `run`'s users up to their held-out last
     interaction, to calibrate new items on at export; None, with a note, when the run's data
     cannot be read again."""
     from keras_seqrec.catalogue import calibration_histories
 
     try:
-        data = _run_data(run, run_dir, argparse.Namespace())
-    except (CliError, OSError, ValueError) as error:
+        data = run.data
+    except (OSError, ValueError) as error:
         print(f"note: the new items keep their starting output bias (not calibrated): the "
               f"run's data could not be read again ({error}).", file=sys.stderr)
         return None

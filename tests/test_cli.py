@@ -225,6 +225,33 @@ def test_export_hint_and_recommend_arguments(finished_run, tmp_path, capsys):
     assert len(blocks) == 2 and blocks[0] == blocks[1]  # the same history, two spellings
 
 
+def test_load_run_gives_back_the_model_and_the_data_it_was_evaluated_on(finished_run,
+                                                                          tmp_path):
+    import shutil
+
+    import keras_seqrec as ks
+
+    run = ks.load_run(str(finished_run[0]))
+    assert run.name == "gru" and run.titles["1"] == "Toy Story (1995)"
+    assert run.data.vocabulary == run.vocabulary and len(run.item_counts) == run.vocabulary.size
+    # The same data and split: the run's own stored test metrics come out again.
+    stored = run.info["metrics"]["gru"]["test"]
+    again = ks.evaluate_recommender(run.model, run.data, "test", cutoffs=(10,),
+                                    exclude_seen=run.info["protocol"]["exclude_seen"])
+    assert again["ndcg@10"] == pytest.approx(stored["ndcg@10"], abs=1e-6)
+    assert again["examples"] == stored["examples"]
+    # A vocabulary that no longer matches the data is refused, not silently used.
+    moved = tmp_path / "run"
+    shutil.copytree(finished_run[0], moved)
+    vocabulary = json.loads((moved / "vocabulary.json").read_text())
+    vocabulary["ids"] = vocabulary["ids"][:-1]  # an item fewer
+    (moved / "vocabulary.json").write_text(json.dumps(vocabulary))
+    with pytest.raises(ValueError, match="no longer matches the model's vocabulary"):
+        ks.load_run(str(moved)).data
+    with pytest.raises(FileNotFoundError, match="holds no run.json"):
+        ks.load_run(str(tmp_path))
+
+
 def test_no_traceback_for_a_run_folder_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["export", "--run-dir", str(tmp_path)]) == 2
     assert "holds no run.json" in one_error_line(capsys)
