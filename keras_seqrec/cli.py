@@ -747,9 +747,9 @@ def cmd_export(args) -> int:
 
 
 def _export_histories(run, samples: int = 4096):
-    """The histories of (a seeded sample of) a loaded `run`'s users up to their held-out last
-    interaction, to calibrate new items on at export; None, with a note, when the run's data
-    cannot be read again."""
+    """The whole histories (their held-out items included: what the served model reads) of
+    a seeded sample of a loaded `run`'s users, to calibrate new items on at export; None, with
+    a note, when the run's data cannot be read again."""
     from keras_seqrec.catalogue import calibration_histories
 
     try:
@@ -758,8 +758,7 @@ def _export_histories(run, samples: int = 4096):
         print(f"note: the new items keep their starting output bias (not calibrated): the "
               f"run's data could not be read again ({error}).", file=sys.stderr)
         return None
-    # every user's history before the held-out last item
-    return calibration_histories(data.test.inputs(data.max_len), samples)
+    return calibration_histories(data.test.through_targets().pad(data.max_len), samples)
 
 
 def _with_new_items(model, features, source: str, histories=None):

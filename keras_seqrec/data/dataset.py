@@ -39,6 +39,25 @@ class EvalSplit:
         """Left-padded `(examples, max_len)` model inputs."""
         return self.history.pad(max_len)
 
+    def through_targets(self) -> Sequences:
+        """Each example's history followed by its target: on the test split, every user's
+        whole sequence, what a served model reads next.
+
+        Example:
+
+        >>> split = EvalSplit("test", np.array([7, 8]), Sequences.from_lists([[1, 2], []]),
+        ...                   np.array([3, 4]))
+        >>> split.through_targets().tolist()
+        [[1, 2, 3], [4]]
+        """
+        lengths = self.history.lengths + 1
+        ends = np.cumsum(lengths) - 1  # where each target goes
+        values = np.empty(int(lengths.sum()), dtype=np.int32)
+        kept = np.ones(len(values), dtype=bool)
+        kept[ends] = False
+        values[kept], values[ends] = self.history.values, self.targets
+        return Sequences.from_lengths(values, lengths)
+
     def with_targets(self, targets: np.ndarray) -> "EvalSplit":
         return dataclasses.replace(self, targets=np.asarray(targets, dtype=np.int32))
 
