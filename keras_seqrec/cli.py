@@ -527,9 +527,11 @@ def cmd_train(args) -> int:
         "model": args.model,
         "hyperparameters": hyper,
         "item2vec_init": item2vec,
-        "item_features": ({"source": args.item_features, "text": list(args.text_features),
+        "item_features": ({"source": _recorded_path(args.item_features),
+                           "text": list(args.text_features),
                            **features.describe()} if features is not None else None),
-        "dataset": {"source": args.dataset, "data_dir": args.data_dir,
+        "dataset": {"source": _recorded_path(args.dataset),
+                    "data_dir": _recorded_path(args.data_dir),
                     "format": args.format,
                     "columns": _columns(args),
                     **({"out_of_core": {"memory_limit": args.memory_limit}}
@@ -580,6 +582,17 @@ def _save_artifacts(output: str, model, data, features) -> None:
             json.dump({str(k): v for k, v in titles.items()}, f)
 
 
+def _recorded_path(source: Optional[str]) -> Optional[str]:
+    """How run.json records a data source: an existing file or folder by its absolute path
+    (so the run reads back from any working directory), anything else (a dataset name) as
+    given."""
+    from keras_seqrec import datasets
+
+    if not source or source in datasets.available_datasets() or not os.path.exists(source):
+        return source
+    return os.path.abspath(source)
+
+
 def _write_run_json(output: str, run: dict) -> None:
     tmp = os.path.join(output, ".run.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -610,7 +623,8 @@ def cmd_update(args) -> int:
     from keras_seqrec.runs import load_run
     from keras_seqrec.update import new_items, recent_windows, update_dataset, update_model
 
-    new_source = {"source": args.dataset, "format": args.format, "columns": _columns(args)}
+    new_source = {"source": _recorded_path(args.dataset), "format": args.format,
+                  "columns": _columns(args)}
     new_log = _load_interactions(args)
     old_log = run_log(run, args.data_dir)
     base = load_run(args.run_dir, data_dir=args.data_dir)

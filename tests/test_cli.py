@@ -252,6 +252,27 @@ def test_load_run_gives_back_the_model_and_the_data_it_was_evaluated_on(finished
         ks.load_run(str(tmp_path))
 
 
+def test_a_run_reads_its_data_back_from_any_working_directory(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import keras_seqrec as ks
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame([(u, int(i), t) for u in range(40) for t, i in
+                  enumerate(rng.integers(1, 30, 10))],
+                 columns=["user", "item", "timestamp"]).to_csv(tmp_path / "log.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # trained from a relative path ...
+    assert cli.main(["train", "--dataset", "log.csv", "--epochs", "1", "--output", "run",
+                     "--min-item-interactions", "1", "--max-len", "10", "--verbose", "0"]
+                    + TINY_GRU[2:]) == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]["source"] == \
+        str(tmp_path / "log.csv")
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # ... read back from another folder
+    assert len(ks.load_run("../run").data.test) == 40
+
+
 def test_no_traceback_for_a_run_folder_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["export", "--run-dir", str(tmp_path)]) == 2
     assert "holds no run.json" in one_error_line(capsys)
