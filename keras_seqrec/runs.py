@@ -18,6 +18,7 @@ import os
 from functools import cached_property
 from typing import Optional
 
+import keras
 import numpy as np
 
 from keras_seqrec.data.dataset import SequenceDataset
@@ -131,7 +132,7 @@ class Run:
 
     path: str
     info: dict
-    model: object
+    model: keras.Model
     vocabulary: Vocabulary
     item_counts: np.ndarray
     features: Optional[ItemFeatures] = None
@@ -168,8 +169,6 @@ def load_run(run_dir: str, *, data_dir: Optional[str] = None) -> Run:
         top = run.model.predict(run.data.test.inputs(run.data.max_len)[:5]).argmax(-1)
         run.vocabulary.to_ids(top)   # raw item ids
     """
-    import keras
-
     info = read_run_info(run_dir)
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
     counts = np.load(os.path.join(run_dir, "item_counts.npy"))
