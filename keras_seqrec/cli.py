@@ -959,9 +959,11 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     p.set_defaults(**{"func": cmd_train, "config_params": {}, "config_dataset": None,
                       **(train_defaults or {})})
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run folder against the baselines")
-    _add_data_args(p)
+    p = sub.add_parser("evaluate", help="evaluate a trained run folder against the baselines "
+                                        "on the data and split it was trained on")
     p.add_argument("--run-dir", required=True, help="folder written by `keras-seqrec train`")
+    p.add_argument("--data-dir", default=None,
+                   help="where the run's named dataset is, if not where it was")
     p.add_argument("--exclude-seen", action="store_true")
     p.add_argument("-k", type=int, nargs="+", default=[5, 10, 20])
     p.set_defaults(func=cmd_evaluate)

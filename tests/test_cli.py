@@ -56,6 +56,10 @@ def test_train_evaluate_export_recommend(tmp_path, capsys):
     gru = record["metrics"]["gru"]["test"]
     assert f"{gru['ndcg@10']:.4f} +- {gru['ndcg@10_se']:.4f}" in gru_test  # with its uncertainty
     assert 0.0 < gru["ndcg@10_se"] < 0.05
+    # It evaluates on the run's own data and split: data flags are refused, not ignored.
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", "--run-dir", str(run), "--dataset", "ml-100k"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --dataset" in capsys.readouterr().err
 
     export_dir = tmp_path / "saved" / "gru"
     assert cli.main(["export", "--run-dir", str(run), "--export-dir", str(export_dir)]) == 0
