@@ -713,7 +713,12 @@ def cmd_evaluate(args) -> int:
     features = _item_features(args, data)
     models = _baselines(data, features)
     models[run.name] = run.model
-    rows, _ = _evaluate_all(models, data, args.exclude_seen, cutoffs=tuple(args.k))
+    exclude_seen = args.exclude_seen
+    if exclude_seen is None:  # as the run was evaluated
+        exclude_seen = bool(run.info.get("protocol", {}).get("exclude_seen", False))
+    rows, _ = _evaluate_all(models, data, exclude_seen, cutoffs=tuple(args.k))
+    print(f"Full-ranking leave-one-out metrics on {data.name} ({data.num_items:,} items"
+          f"{', seen items excluded' if exclude_seen else ''}):")
     print(_metrics_table(rows, cutoffs=tuple(args.k)))
     return 0
 
@@ -964,7 +969,9 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     p.add_argument("--run-dir", required=True, help="folder written by `keras-seqrec train`")
     p.add_argument("--data-dir", default=None,
                    help="where the run's named dataset is, if not where it was")
-    p.add_argument("--exclude-seen", action="store_true")
+    p.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=None,
+                   help="never rank an item already in the history (default: as the run "
+                        "was evaluated)")
     p.add_argument("-k", type=int, nargs="+", default=[5, 10, 20])
     p.set_defaults(func=cmd_evaluate)
 

@@ -50,12 +50,18 @@ def test_train_evaluate_export_recommend(tmp_path, capsys):
     assert record["protocol"]["exclude_seen"] is True
     assert 0.0 <= record["metrics"]["gru"]["test"]["ndcg@10"] <= 1.0
 
-    assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10", "--exclude-seen"]) == 0
+    assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10"]) == 0  # as it trained
     table = capsys.readouterr().out
+    assert "seen items excluded" in table
     gru_test = [line for line in table.splitlines() if line.startswith("gru ")][-1]
     gru = record["metrics"]["gru"]["test"]
     assert f"{gru['ndcg@10']:.4f} +- {gru['ndcg@10_se']:.4f}" in gru_test  # with its uncertainty
     assert 0.0 < gru["ndcg@10_se"] < 0.05
+    assert cli.main(["evaluate", "--run-dir", str(run), "-k", "10", "--no-exclude-seen"]) == 0
+    table = capsys.readouterr().out
+    assert "seen items excluded" not in table
+    kept = [line for line in table.splitlines() if line.startswith("gru ")][-1]
+    assert kept != gru_test  # a different protocol, different figures
     # It evaluates on the run's own data and split: data flags are refused, not ignored.
     with pytest.raises(SystemExit) as exit_:
         cli.main(["evaluate", "--run-dir", str(run), "--dataset", "ml-100k"])
