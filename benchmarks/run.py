@@ -295,12 +295,17 @@ def _versus(row, baseline) -> str:
     return paired_cell(mine["test"], theirs["test"])
 
 
-SE_NOTE = ("± is the standard error over test users; `*` marks an upper bound, "
-           "sqrt(m(1-m)/(n-1)), for NDCG/MRR of runs made before per-user values were stored. "
-           "\"vs best baseline\" is the test NDCG@10 difference to the baseline chosen on "
-           "validation, paired over the same users (mean per-user difference ± its standard "
-           "error; \"noise\" when under two of them); it needs both runs' per-user ranks, "
-           "which runs before this column existed did not store.")
+def _se_note(table: str) -> str:
+    """What ± and "vs best baseline" mean, and the marks of older runs where `table` has any."""
+    older = "n/a (older run)" in table
+    return ("± is the standard error over test users"
+            + ("; `*` marks an upper bound, sqrt(m(1-m)/(n-1)), for NDCG/MRR of runs made "
+               "before per-user values were stored" if "*" in table else "")
+            + ". \"vs best baseline\" is the test NDCG@10 difference to the baseline chosen on "
+            "validation, paired over the same users (mean per-user difference ± its standard "
+            "error; \"noise\" when under two of them)"
+            + ("; it needs both runs' per-user ranks, which runs before this column existed "
+               "did not store" if older else "") + ".")
 
 
 def render():
@@ -333,7 +338,7 @@ def render():
         "`benchmarks/results/*/*.json`; do not edit by hand.\n\nProtocol: leave-one-out by "
         "time, full ranking over every item, pessimistic ties, best epoch chosen on validation "
         f"NDCG@10. Machine: {machine}. \"chosen\": the row of its model with the best "
-        f"validation NDCG@10 on that dataset (the README shows those). {SE_NOTE}\n\n"
+        f"validation NDCG@10 on that dataset (the README shows those). {_se_note(table)}\n\n"
         f"{table}\n\n{ties}Produced by:\n\n"
         + "\n".join(f"    {c}" for c in commands) + "\n"
     )
@@ -348,7 +353,8 @@ def render():
     if begin in content and end in content:
         head, rest = content.split(begin, 1)
         _, tail = rest.split(end, 1)
-        block = (f"{begin}\n{readme_table}\n\n{SE_NOTE} Every other configuration tried, "
+        block = (f"{begin}\n{readme_table}\n\n{_se_note(readme_table)} Every other "
+                 "configuration tried, "
                  "with the same columns, is in `benchmarks/RESULTS.md`.\n\n"
                  "![Test NDCG@10 of the chosen configurations](benchmarks/results.png)\n\n"
                  "Commands of these rows: "
