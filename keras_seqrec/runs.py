@@ -170,6 +170,11 @@ def load_run(run_dir: str, *, data_dir: Optional[str] = None) -> Run:
         run.vocabulary.to_ids(top)   # raw item ids
     """
     info = read_run_info(run_dir)
+    missing = [name for name in ("model.keras", "vocabulary.json", "item_counts.npy")
+               if not os.path.exists(os.path.join(run_dir, name))]
+    if missing:
+        raise FileNotFoundError(f"run folder {run_dir!r} lacks {', '.join(missing)}: copy "
+                                "the whole folder that training wrote.")
     vocabulary = Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
     counts = np.load(os.path.join(run_dir, "item_counts.npy"))
     saved = os.path.join(run_dir, "item_features.npz")

@@ -260,6 +260,9 @@ def test_load_run_gives_back_the_model_and_the_data_it_was_evaluated_on(finished
         ks.load_run(str(moved)).data
     with pytest.raises(FileNotFoundError, match="holds no run.json"):
         ks.load_run(str(tmp_path))
+    (moved / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks model.keras"):
+        ks.load_run(str(moved))
 
 
 def test_a_run_reads_its_data_back_from_any_working_directory(tmp_path, monkeypatch):
