@@ -668,9 +668,16 @@ def cmd_update(args) -> int:
         adam_beta_2=training.get("adam_beta_2", 0.999),
         validation_metric=training.get("validation_metric", "ndcg@10"),
         early_stopping_patience=args.patience, seed=training.get("seed", 0),
+        keep_start_if_better=args.keep_start_if_better,
         exclude_seen=exclude_seen, verbose=args.verbose,
     )
     seconds = time.perf_counter() - start
+    metric = training.get("validation_metric", "ndcg@10")
+    if not history.kept_start and history.best_score < history.start_score:
+        print(f"note: the update validates below the model it started from (val {metric} "
+              f"{history.best_score:.4f} against {history.start_score:.4f}); "
+              "--keep-start-if-better keeps the starting weights, --context -1 trains on "
+              "whole sequences.", file=sys.stderr)
     _save_artifacts(args.output, model, data, features)
     models = _baselines(data, None)
     models[run["model"]] = model
@@ -687,6 +694,8 @@ def cmd_update(args) -> int:
         "base_run": os.path.abspath(args.run_dir), "new_interactions": len(new_log.frame),
         "new_items": len(added), "epochs_run": len(history.history["loss"]),
         "best_epoch": history.best_epoch + 1, "stopped_by": history.stopped_by,
+        "kept_start": history.kept_start, "start_validation": history.start_score,
+        "best_validation": float(history.best_score),
         "learning_rate": learning_rate, "context": args.context,
         "train_interactions": int(len(windows.train.values)), "seconds": round(seconds, 1),
         "new_item_start": ("features" if features is not None else
@@ -1013,6 +1022,10 @@ def build_parser(train_defaults: Optional[dict] = None) -> argparse.ArgumentPars
     p.add_argument("--epochs", type=int, default=10,
                    help="at most this many epochs (default 10)")
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience")
+    p.add_argument("--keep-start-if-better", action="store_true",
+                   help="when no epoch beats the starting model on validation (each user's "
+                        "newest interaction), keep its weights (new items stay where they "
+                        "started)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="default: twice the run's own")
     p.add_argument("--context", type=int, default=10,

@@ -111,7 +111,7 @@ def recent_windows(data: SequenceDataset, new: Interactions, context: int = 10,
 
 
 def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
-                 epochs: int = 10, **fit_options):
+                 epochs: int = 10, keep_start_if_better: bool = False, **fit_options):
     """Grow `model` to `data`'s catalogue and continue training it on `data`.
 
     Args:
@@ -121,12 +121,19 @@ def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
         features: for a feature-aware model, the `ItemFeatures` of `data.vocabulary` (the old
             ones `.with_new_items(frame)`): new items start from their features.
         epochs: at most this many epochs (early stopping and best-epoch restore as usual).
+        keep_start_if_better: when no epoch beats the grown copy's starting weights on
+            `data`'s validation split (each user's newest interaction), return those weights
+            (`history.kept_start` True, `history.best_epoch` -1). Off by default: validation
+            is mostly users the new log does not touch, so it can prefer the old model while
+            the new items' rows have learned something (kept, they stay where they started).
         fit_options: any other `fit_recommender` argument (learning_rate, batch_size, ...).
 
     Returns:
-        `(updated_model, history)`.
+        `(updated_model, history)`; `history.start_score` is the grown copy's validation
+        score before training, to compare with `history.best_score`.
     """
-    from keras_seqrec.training import fit_recommender
+    from keras_seqrec.evaluation import evaluate_recommender
+    from keras_seqrec.training import _parse_metric, fit_recommender
 
     old = model.get_layer("item_embedding").num_items
     if data.num_items < old:
@@ -139,7 +146,21 @@ def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
         copy = keras.Model.from_config(model.get_config())
         copy.set_weights(model.get_weights())
         model = copy
+    metric = fit_options.get("validation_metric", "ndcg@10")
+    kind, cutoff = _parse_metric(metric)
+    start_weights = model.get_weights()
+    start = evaluate_recommender(model, data, "validation", cutoffs=(cutoff,),
+                                 exclude_seen=fit_options.get("exclude_seen", False),
+                                 coverage=kind == "coverage")[metric]
     history = fit_recommender(model, data, epochs=epochs, **fit_options)
+    history.start_score = float(start)
+    history.kept_start = bool(keep_start_if_better and start >= history.best_score)
+    if history.kept_start:
+        model.set_weights(start_weights)
+        history.best_epoch, history.best_score = -1, float(start)
+        if fit_options.get("verbose", 1):
+            print(f"No epoch beat the starting model on validation ({metric} {start:.4f}): "
+                  "kept its weights.")
     return model, history
 
 

@@ -82,7 +82,8 @@ def test_update_cli_makes_a_new_run_and_the_next_served_version(ml_small, tmp_pa
     assert cli.main(["update", "--run-dir", str(run1), "--dataset", str(new_csv),
                      "--rating-col", "rating", "--epochs", "2", "--output", str(run2),
                      "--verbose", "0"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert _digest(run1) == before  # the old run is never modified
     old_vocab = ks.Vocabulary.load(run1 / "vocabulary.json")
     new_vocab = ks.Vocabulary.load(run2 / "vocabulary.json")
@@ -90,6 +91,11 @@ def test_update_cli_makes_a_new_run_and_the_next_served_version(ml_small, tmp_pa
     assert len(added) > 20 and f"{len(added):,} new items" in out
     record = json.loads((run2 / "run.json").read_text())
     assert record["update"]["new_items"] == len(added)
+    # The starting model's validation is reported, and a note says when the update is below it.
+    update = record["update"]
+    assert not update["kept_start"] and 0 < update["start_validation"] < 1
+    below = update["best_validation"] < update["start_validation"]
+    assert ("validates below the model it started from" in captured.err) == below
     assert record["dataset"]["updates"][0]["source"] == str(new_csv)
     # evaluate rebuilds the grown data from run.json and gets the run's own figures.
     assert cli.main(["evaluate", "--run-dir", str(run2), "-k", "10"]) == 0
@@ -128,3 +134,30 @@ def test_update_cli_makes_a_new_run_and_the_next_served_version(ml_small, tmp_pa
     assert cli.main(["update", "--run-dir", str(run1), "--dataset", str(new_csv),
                      "--output", str(run1)]) == 2
     assert "never modifies" in capsys.readouterr().err
+
+
+def test_an_update_that_only_hurts_can_keep_the_model_it_started_from():
+    from keras_seqrec.testing import deterministic_log
+    from keras_seqrec.update import update_model
+
+    keras.utils.set_random_seed(0)
+    data = ks.prepare(deterministic_log(num_users=120, num_items=15, length=8), max_len=6)
+    model = ks.build_model("gru", data.num_items, data.max_len, embedding_dim=8, hidden_dim=8)
+    ks.fit_recommender(model, data, epochs=6, learning_rate=1e-2, verbose=0)
+    before = np.asarray(model.predict_on_batch(data.validation.inputs(data.max_len)))
+    class Ascent(keras.optimizers.SGD):  # every step makes the model worse
+        def apply(self, grads, trainable_variables=None):
+            return super().apply([-g for g in grads], trainable_variables)
+
+    updated, history = update_model(model, data, epochs=2, verbose=0, keep_start_if_better=True,
+                                    optimizer=Ascent(learning_rate=1.0))
+    assert history.kept_start and history.best_epoch == -1
+    assert len(history.history["loss"]) == 2 and history.start_score > 0.5
+    after = np.asarray(updated.predict_on_batch(data.validation.inputs(data.max_len)))
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    # By default the update's best epoch is returned, and its start reported beside it.
+    updated, history = update_model(model, data, epochs=2, verbose=0,
+                                    optimizer=Ascent(learning_rate=1.0))
+    assert not history.kept_start and history.best_score < history.start_score
+    after = np.asarray(updated.predict_on_batch(data.validation.inputs(data.max_len)))
+    assert np.abs(after - before).max() > 1e-3
