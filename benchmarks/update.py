@@ -170,6 +170,7 @@ def run(dataset: str, args) -> dict:
     start = time.perf_counter()
     updated, history = update_model(
         base, recent, epochs=args.update_epochs, seed=0, verbose=0,
+        keep_start_if_better=getattr(args, "keep_start_if_better", False),
         **dict({k: v for k, v in training.items() if k != "epochs"},
                learning_rate=training["learning_rate"] * args.update_rate))
     update_seconds = time.perf_counter() - start
@@ -207,6 +208,9 @@ def run(dataset: str, args) -> dict:
                     "retrain": round(retrain_seconds, 1)},
         "epochs": {"base": base_epochs, "update": len(history.history["loss"]),
                    "retrain": retrain_epochs},
+        "update_validation": {"start": round(history.start_score, 5),
+                              "best": round(float(history.best_score), 5),
+                              "kept_start": history.kept_start},
         "metrics": metrics, "paired_ndcg@10": paired,
         "update_share_of_retrain_ndcg": round(ratio, 3),
         "update_share_of_retrain_time": round(time_share, 3),
@@ -226,7 +230,10 @@ def _recipe(r) -> str:
     context = r.get("update_context", 10)
     rate = r.get("update_learning_rate", 2 * r["training"]["learning_rate"])
     windows = "whole sequences" if context is not None and context < 0 else f"context {context}"
-    return f"{windows}, lr {rate:g}"
+    kept = ""
+    if (r.get("update_validation") or {}).get("kept_start"):
+        kept = ", start kept: no epoch beat it on validation"
+    return f"{windows}, lr {rate:g}{kept}"
 
 
 def render() -> str:
@@ -288,6 +295,9 @@ def main(argv=None):
     p.add_argument("--context", type=int, default=10,
                    help="items before each user's new ones the update trains on; -1: the "
                         "whole sequences")
+    p.add_argument("--keep-start-if-better", action="store_true",
+                   help="keep the base model's weights when no update epoch beats them on "
+                        "validation (update_model's keep_start_if_better)")
     p.add_argument("--tag", default="", help="suffix of the result file's name")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--render-only", action="store_true")
