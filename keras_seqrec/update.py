@@ -148,7 +148,7 @@ def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
         model = copy
     metric = fit_options.get("validation_metric", "ndcg@10")
     kind, cutoff = _parse_metric(metric)
-    start_weights = model.get_weights()
+    start_weights = model.get_weights() if keep_start_if_better else None  # a full copy
     start = evaluate_recommender(model, data, "validation", cutoffs=(cutoff,),
                                  exclude_seen=fit_options.get("exclude_seen", False),
                                  coverage=kind == "coverage")[metric]
