@@ -170,7 +170,7 @@ def run(dataset: str, args) -> dict:
     start = time.perf_counter()
     updated, history = update_model(
         base, recent, epochs=args.update_epochs, seed=0, verbose=0,
-        keep_start_if_better=getattr(args, "keep_start_if_better", False),
+        keep_start_if_better=args.keep_start_if_better,
         **dict({k: v for k, v in training.items() if k != "epochs"},
                learning_rate=training["learning_rate"] * args.update_rate))
     update_seconds = time.perf_counter() - start

@@ -17,19 +17,16 @@ class CliError(Exception):
 
 def _load_interactions(args):
     from keras_seqrec import datasets
+    from keras_seqrec.runs import read_source
 
     source = args.dataset
-    if source in datasets.available_datasets():
-        return datasets.load(source, data_dir=args.data_dir)
-    if os.path.exists(source):
-        return datasets.read_interactions(
-            source, format=getattr(args, "format", None), user_col=args.user_col,
-            item_col=args.item_col, time_col=args.time_col, rating_col=args.rating_col,
+    if source not in datasets.available_datasets() and not os.path.exists(source):
+        raise CliError(
+            f"--dataset {source!r} is neither a known dataset "
+            f"({', '.join(datasets.available_datasets())}) nor an existing file."
         )
-    raise CliError(
-        f"--dataset {source!r} is neither a known dataset "
-        f"({', '.join(datasets.available_datasets())}) nor an existing file."
-    )
+    return read_source({"source": source, "format": getattr(args, "format", None),
+                        "columns": _columns(args)}, args.data_dir)
 
 
 def _process_count() -> int:
@@ -659,6 +656,7 @@ def cmd_update(args) -> int:
     exclude_seen = run["protocol"].get("exclude_seen", False)
     windows = data if args.context is None else recent_windows(
         data, new_log, context=args.context, min_rating=settings.get("min_rating"))
+    metric = training.get("validation_metric", "ndcg@10")
     start = time.perf_counter()
     model, history = update_model(
         model, windows, features=features, epochs=args.epochs,
@@ -666,13 +664,12 @@ def cmd_update(args) -> int:
         loss=ks.losses.get_loss(loss.get("loss", "softmax"), loss.get("num_negatives")),
         weight_decay=training.get("weight_decay", 0.0),
         adam_beta_2=training.get("adam_beta_2", 0.999),
-        validation_metric=training.get("validation_metric", "ndcg@10"),
+        validation_metric=metric,
         early_stopping_patience=args.patience, seed=training.get("seed", 0),
         keep_start_if_better=args.keep_start_if_better,
         exclude_seen=exclude_seen, verbose=args.verbose,
     )
     seconds = time.perf_counter() - start
-    metric = training.get("validation_metric", "ndcg@10")
     if not history.kept_start and history.best_score < history.start_score:
         print(f"note: the update validates below the model it started from (val {metric} "
               f"{history.best_score:.4f} against {history.start_score:.4f}); "

@@ -42,6 +42,19 @@ def _parse_metric(metric: str) -> tuple[str, int]:
     return name, int(k)
 
 
+def _validation_metrics(model, data: SequenceDataset, metric: str = "ndcg@10", *,
+                        cutoffs: Sequence[int] = (), exclude_seen: bool = False,
+                        batch_size: int = 256) -> dict:
+    """Full-ranking metrics of `model` on `data`'s validation split at `cutoffs` and at
+    `metric`'s own cutoff; coverage only when `metric` is a coverage (it needs every user's
+    top-K list)."""
+    kind, cutoff = _parse_metric(metric)
+    return evaluate_recommender(model, data, "validation",
+                                cutoffs=sorted(set(cutoffs) | {cutoff}),
+                                exclude_seen=exclude_seen, batch_size=batch_size,
+                                coverage=kind == "coverage")
+
+
 class RankingValidation(keras.callbacks.Callback):
     """After each epoch: full-ranking metrics on the validation split, early stopping on one of
     them, and the best weights kept (restored at the end when `restore_best`).
@@ -87,11 +100,9 @@ class RankingValidation(keras.callbacks.Callback):
             print(f"\nTraining diverged: the loss is {float(loss)} in epoch {epoch + 1}. "
                   "Stopping; the best earlier epoch is kept. Lower the learning rate.")
             return
-        metrics = evaluate_recommender(
-            self.target, self.data, "validation", cutoffs=self.cutoffs,
-            exclude_seen=self.exclude_seen, batch_size=self.batch_size,
-            coverage=_parse_metric(self.metric)[0] == "coverage",
-        )
+        metrics = _validation_metrics(self.target, self.data, self.metric,
+                                      cutoffs=self.cutoffs, exclude_seen=self.exclude_seen,
+                                      batch_size=self.batch_size)
         for key, value in metrics.items():
             if key not in ("examples", "repeat_targets"):
                 logs[f"val_{key}"] = value

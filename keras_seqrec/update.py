@@ -132,8 +132,7 @@ def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
         `(updated_model, history)`; `history.start_score` is the grown copy's validation
         score before training, to compare with `history.best_score`.
     """
-    from keras_seqrec.evaluation import evaluate_recommender
-    from keras_seqrec.training import _parse_metric, fit_recommender
+    from keras_seqrec.training import _validation_metrics, fit_recommender
 
     old = model.get_layer("item_embedding").num_items
     if data.num_items < old:
@@ -147,11 +146,9 @@ def update_model(model: keras.Model, data: SequenceDataset, *, features=None,
         copy.set_weights(model.get_weights())
         model = copy
     metric = fit_options.get("validation_metric", "ndcg@10")
-    kind, cutoff = _parse_metric(metric)
     start_weights = model.get_weights() if keep_start_if_better else None  # a full copy
-    start = evaluate_recommender(model, data, "validation", cutoffs=(cutoff,),
-                                 exclude_seen=fit_options.get("exclude_seen", False),
-                                 coverage=kind == "coverage")[metric]
+    start = _validation_metrics(model, data, metric,
+                                exclude_seen=fit_options.get("exclude_seen", False))[metric]
     history = fit_recommender(model, data, epochs=epochs, **fit_options)
     history.start_score = float(start)
     history.kept_start = bool(keep_start_if_better and start >= history.best_score)
